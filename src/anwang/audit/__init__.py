@@ -1,0 +1,1 @@
+"""The audit trail as a domain: listing, filtering and exporting entries."""

@@ -1,0 +1,1 @@
+"""Users, roles, jurisdictions, sessions, API keys and multi-factor login."""

@@ -1,0 +1,236 @@
+"""The event bus port, its in-process implementation, and the handler wrapper both share.
+
+A *consumer* is a named, durable subscriber: a plain synchronous function over a
+session and one event. The bus owns delivery; :func:`handle_once` owns the transaction:
+it runs the handler inside one unit of work, records ``(consumer, event id)`` in
+``processed_events`` in that same transaction, and returns only after the commit. A bus
+acknowledges a message only after :func:`handle_once` returned, so a crash before the
+commit means redelivery, and a redelivery after the commit is recognised and skipped.
+
+A *listener* is the opposite: live, in memory, not durable, called for every matching
+event in this process (the SSE fan-out uses it). Listeners must not block.
+
+Implementations: :class:`InProcessBus` here (the embedded default) and
+:class:`anwang.infra.nats_bus.NatsBus` (NATS JetStream). The same consumers run on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from anwang.core.db import Database, ProcessedEvent
+from anwang.core.events import Event, subject_matches, utcnow
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Session, Event], None]
+Listener = Callable[[Event], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A durable subscriber. ``name`` is its durable identity; workers sharing a name share
+    the work; ``subjects`` are NATS-style patterns (``anwang.alerts.>``)."""
+
+    name: str
+    subjects: tuple[str, ...]
+    handler: Handler
+    max_deliver: int = 5
+
+    def wants(self, event_name: str) -> bool:
+        return any(subject_matches(p, event_name) for p in self.subjects)
+
+
+def handle_once(db: Database, consumer: Consumer, event: Event) -> bool:
+    """Run ``consumer`` on ``event`` exactly once per (consumer, event id).
+
+    Returns True when the handler ran and committed, False when the event had already
+    been processed. Raises whatever the handler raised (nothing is committed then).
+    """
+    try:
+        with db.unit_of_work() as session:
+            seen = session.scalar(
+                select(ProcessedEvent.event_id).where(
+                    ProcessedEvent.consumer == consumer.name,
+                    ProcessedEvent.event_id == event.id,
+                )
+            )
+            if seen is not None:
+                return False
+            consumer.handler(session, event)
+            session.add(
+                ProcessedEvent(consumer=consumer.name, event_id=event.id, processed_at=utcnow())
+            )
+    except IntegrityError:
+        # Another worker committed the same event between our check and our insert.
+        return False
+    return True
+
+
+class Bus(Protocol):
+    async def start(self, consumers: Sequence[Consumer] = (), *, run_consumers: bool = True) -> None:
+        """Connect; when ``run_consumers``, begin delivering to ``consumers``."""
+
+    async def close(self) -> None: ...
+
+    async def publish(self, event: Event) -> None:
+        """Publish durably: returns once the bus has accepted the event."""
+
+    def publish_threadsafe(self, event: Event) -> None:
+        """Publish from synchronous code in any thread (used after a commit)."""
+
+    def add_listener(self, pattern: str, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` for every matching event seen by this process; returns a
+        function that removes it."""
+
+    async def ready(self) -> bool:
+        """Whether the bus can accept events now (for ``/readyz``)."""
+
+
+class ListenerSet:
+    """Live listeners of one process; shared by both bus implementations."""
+
+    def __init__(self) -> None:
+        self._items: list[tuple[str, Listener]] = []
+
+    def add(self, pattern: str, listener: Listener) -> Callable[[], None]:
+        item = (pattern, listener)
+        self._items.append(item)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._items.remove(item)
+
+        return remove
+
+    async def dispatch(self, event: Event) -> None:
+        for pattern, listener in list(self._items):
+            if not subject_matches(pattern, event.name):
+                continue
+            try:
+                result = listener(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # a broken listener must not stop the others
+                log.exception("listener for %s failed on %s", pattern, event.name)
+
+
+class _LoopBound:
+    """Publishing from threads into the loop the bus was started on."""
+
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    async def publish(self, event: Event) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def publish_threadsafe(self, event: Event) -> None:
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the bus is not started")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            task = loop.create_task(self.publish(event))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+            return
+        asyncio.run_coroutine_threadsafe(self.publish(event), loop).result(timeout=30)
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+class InProcessBus(_LoopBound):
+    """The embedded default: one asyncio queue per consumer, handlers in worker threads.
+
+    Delivery is at-least-once within the process: a handler that raises is retried with
+    a short back-off up to the consumer's ``max_deliver``; after that the event is logged
+    as dead and dropped. Events published while nothing consumes are not kept.
+    """
+
+    def __init__(self, db: Database, *, retry_delay: float = 0.05) -> None:
+        self.db = db
+        self.retry_delay = retry_delay
+        self.listeners = ListenerSet()
+        self._queues: dict[str, asyncio.Queue[Event]] = {}
+        self._consumers: list[Consumer] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.dead: list[tuple[str, Event]] = []
+
+    async def start(self, consumers: Sequence[Consumer] = (), *, run_consumers: bool = True) -> None:
+        self._loop = asyncio.get_running_loop()
+        if not run_consumers:
+            return
+        for c in consumers:
+            q: asyncio.Queue[Event] = asyncio.Queue()
+            self._queues[c.name] = q
+            self._consumers.append(c)
+            self._tasks.append(asyncio.create_task(self._run(c, q), name=f"consumer:{c.name}"))
+
+    async def _run(self, consumer: Consumer, queue: asyncio.Queue[Event]) -> None:
+        while True:
+            event = await queue.get()
+            try:
+                for attempt in range(1, consumer.max_deliver + 1):
+                    try:
+                        await asyncio.to_thread(handle_once, self.db, consumer, event)
+                        break
+                    except Exception:
+                        log.exception(
+                            "consumer %s failed on %s (attempt %d/%d)",
+                            consumer.name, event.id, attempt, consumer.max_deliver,
+                        )
+                        if attempt == consumer.max_deliver:
+                            self.dead.append((consumer.name, event))
+                        else:
+                            await asyncio.sleep(self.retry_delay * attempt)
+            finally:
+                queue.task_done()
+
+    async def publish(self, event: Event) -> None:
+        for c in self._consumers:
+            if c.wants(event.name):
+                self._queues[c.name].put_nowait(event)
+        await self.listeners.dispatch(event)
+
+    def add_listener(self, pattern: str, listener: Listener) -> Callable[[], None]:
+        return self.listeners.add(pattern, listener)
+
+    async def drain(self) -> None:
+        """Wait until every queued event has been handled (tests and CLI use this)."""
+        for q in self._queues.values():
+            await q.join()
+
+    async def ready(self) -> bool:
+        return self._loop is not None
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+        self._queues.clear()
+        self._consumers.clear()
+        self._loop = None
+
+
+def make_bus(bus_url: str, db: Database, *, stream: str = "ANWANG") -> Bus:
+    if bus_url == "memory://":
+        return InProcessBus(db)
+    from anwang.infra.nats_bus import NatsBus
+
+    return NatsBus(bus_url, db, stream=stream)

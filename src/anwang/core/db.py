@@ -1,0 +1,173 @@
+"""Engine, sessions and the unit of work.
+
+Services never commit. The edge that starts the work (a request dependency, the bus
+handler wrapper, a CLI command) opens :meth:`Database.unit_of_work`, which commits once
+at the end, rolls back on any error, and only then publishes the events that the work
+queued with :func:`publish_after_commit` — so nobody is told about a change that did not
+happen.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` and every write transaction begins
+``IMMEDIATE``: the single writer lock is taken up front instead of on the first write,
+so two transactions never both read the audit chain's head and then race to extend it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    TypeDecorator,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+if TYPE_CHECKING:
+    from anwang.core.events import Event
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always returned timezone-aware (SQLite drops zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; attach a UTC offset")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class ProcessedEvent(Base):
+    """Which consumer has already handled which event: handlers are idempotent on the id."""
+
+    __tablename__ = "processed_events"
+
+    consumer: Mapped[str] = mapped_column(String(100), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    processed_at: Mapped[datetime]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
+        # Let SQLAlchemy, not the driver, decide when a transaction begins.
+        event.listen(engine, "connect", _sqlite_pragmas)
+
+        @event.listens_for(engine, "connect")
+        def _no_driver_begin(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            mode = "DEFERRED" if conn.get_execution_options().get("readonly") else "IMMEDIATE"
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+AfterCommit = Callable[[], None]
+
+
+def publish_after_commit(session: Session, event: Event) -> None:
+    """Queue an event to be published once the session's transaction has committed."""
+    session.info.setdefault("outbox", []).append(event)
+
+
+def after_commit(session: Session, fn: AfterCommit) -> None:
+    session.info.setdefault("after_commit", []).append(fn)
+
+
+class Database:
+    """Owns the engine and hands out units of work."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.engine = make_engine(url, echo=echo)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        #: Called with each event queued by a committed unit of work (set by the app).
+        self.publisher: Callable[[Event], None] | None = None
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def session(self, *, readonly: bool = False) -> Session:
+        s = self._sessions()
+        if readonly and self.dialect == "sqlite":
+            s.connection(execution_options={"readonly": True})
+        return s
+
+    @contextmanager
+    def unit_of_work(
+        self, *, readonly: bool = False, info: dict[str, Any] | None = None
+    ) -> Iterator[Session]:
+        session = self.session(readonly=readonly)
+        if info:
+            session.info.update(info)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            outbox: list[Event] = session.info.pop("outbox", [])
+            hooks: list[AfterCommit] = session.info.pop("after_commit", [])
+            session.close()
+        # Reached only when the commit succeeded.
+        for fn in hooks:
+            fn()
+        if self.publisher is not None:
+            for ev in outbox:
+                self.publisher(ev)
+
+    def dispose(self) -> None:
+        self.engine.dispose()

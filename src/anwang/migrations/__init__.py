@@ -1,0 +1,1 @@
+"""Alembic migrations, run by ``anwang db upgrade`` on SQLite and PostgreSQL alike."""

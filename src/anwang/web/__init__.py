@@ -1,0 +1,1 @@
+"""Pages (Jinja2 + htmx), static assets, the live SSE stream, and the HTTP edge."""

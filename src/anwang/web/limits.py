@@ -1,0 +1,123 @@
+"""Request guards at the HTTP edge: body size and content type.
+
+Pure ASGI middleware, so an oversized body is refused while it streams in, before any
+route (and so before any write) runs. Limits are documented in docs/api.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from anwang.core.errors import PayloadTooLarge
+
+#: Content types accepted on API requests that carry a body.
+API_CONTENT_TYPES = frozenset(
+    {
+        "application/json",
+        "application/x-ndjson",
+        "application/merge-patch+json",
+        "text/csv",
+        "multipart/form-data",
+        "application/x-www-form-urlencoded",
+    }
+)
+
+
+def _problem(status: int, code: str, title: str, detail: str) -> bytes:
+    return json.dumps(
+        {
+            "type": f"https://anwang.invalid/problems/{code}",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "code": code,
+        }
+    ).encode()
+
+
+async def _send_problem(send: Send, status: int, code: str, title: str, detail: str) -> None:
+    body = _problem(status, code, title, detail)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(PayloadTooLarge):
+    """Raised while the body streams in; the app's error handler or this guard answers 413."""
+
+
+class RequestGuard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        content_types: Iterable[str] = API_CONTENT_TYPES,
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.content_types = frozenset(content_types)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        limit = self.max_body_bytes
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _send_problem(
+                send, 413, "anwang.payload_too_large", "Request body too large",
+                f"the body is {length} bytes; the limit is {limit} bytes",
+            )
+            return
+        method = scope["method"]
+        path: str = scope["path"]
+        has_body = (length not in (None, "0")) or "transfer-encoding" in headers
+        if path.startswith("/api/") and method in ("POST", "PUT", "PATCH") and has_body:
+            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype not in self.content_types:
+                await _send_problem(
+                    send, 415, "anwang.unsupported_media_type", "Unsupported content type",
+                    f"content type {ctype or '(none)'!r} is not accepted here; "
+                    "send application/json",
+                )
+                return
+
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge(f"the body exceeds the limit of {limit} bytes")
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not response_started:
+                await _send_problem(
+                    send, 413, "anwang.payload_too_large", "Request body too large",
+                    f"the body exceeds the limit of {limit} bytes",
+                )

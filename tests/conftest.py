@@ -1,0 +1,125 @@
+"""Shared fixtures.
+
+``db`` runs a test on the embedded SQLite file and on the machine's PostgreSQL. Tests
+that need a server (PostgreSQL, NATS, MQTT) skip with a clear message when it cannot be
+reached — unless ``ANWANG_REQUIRE_SERVICES=1`` (set by ``.ci/run``), which turns every
+such skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from anwang.core.db import Base, Database
+from anwang.settings import Settings
+
+PG_ADMIN_URL = os.environ.get(
+    "ANWANG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+NATS_URL = os.environ.get("ANWANG_TEST_NATS_URL", "nats://127.0.0.1:4222")
+MQTT_URL = os.environ.get("ANWANG_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+
+
+def services_required() -> bool:
+    return os.environ.get("ANWANG_REQUIRE_SERVICES", "") not in ("", "0", "false")
+
+
+def need_service(name: str, reason: str) -> None:
+    """Skip (or, when services are required, fail) because ``name`` is unreachable."""
+    msg = f"{name} is not reachable: {reason}"
+    if services_required():
+        pytest.fail(msg + " (ANWANG_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(msg + " — start it, or see docs/operations.md")
+
+
+def tcp_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _all_tables() -> None:
+    import anwang.schema  # noqa: F401  (registers every table on Base.metadata)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A throw-away PostgreSQL database for this test run."""
+    _all_tables()
+    name = f"anwang_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        need_service("PostgreSQL", f"{PG_ADMIN_URL}: {exc.__class__.__name__}: {exc}")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    eng = create_engine(url)
+    Base.metadata.create_all(eng)
+    eng.dispose()
+    yield url
+    with admin.connect() as c:
+        c.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :n AND pid <> pg_backend_pid()"
+            ),
+            {"n": name},
+        )
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+def _truncate_all(db: Database) -> None:
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with db.engine.begin() as c:
+        c.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A fresh, empty database with every table, on SQLite and on PostgreSQL."""
+    _all_tables()
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'test.db'}")
+        Base.metadata.create_all(database.engine)
+        yield database
+        database.dispose()
+        return
+    url = request.getfixturevalue("pg_url")
+    database = Database(url)
+    _truncate_all(database)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    """Only the embedded default (for tests about SQLite specifics or speed)."""
+    _all_tables()
+    database = Database(f"sqlite:///{tmp_path / 'test.db'}")
+    Base.metadata.create_all(database.engine)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(env="test", data_dir=tmp_path, secret_key="test-secret-key-0123456789")
+
+
+@pytest.fixture
+def nats_url() -> str:
+    host, port = NATS_URL.removeprefix("nats://").split(":")
+    if not tcp_reachable(host, int(port)):
+        need_service("NATS", NATS_URL)
+    return NATS_URL
