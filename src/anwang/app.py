@@ -6,6 +6,8 @@ Nothing is built at import time: the CLI and the tests call :func:`create_app` w
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +23,7 @@ from anwang.consumers import all_consumers
 from anwang.core import scope
 from anwang.core.bus import make_bus
 from anwang.core.db import Database
+from anwang.core.outbox import Outbox
 from anwang.settings import Settings
 from anwang.state import AppState
 from anwang.web import problems
@@ -54,12 +57,17 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await bus.start(all_consumers(), run_consumers=run_consumers)
-        database.publisher = bus.publish_threadsafe
+        outbox = Outbox(database, bus)
+        database.publisher = outbox.publish
+        relay = asyncio.create_task(outbox.relay(), name="outbox-relay")
         log.info("anwang %s started (db=%s, bus=%s)", __version__, database.dialect,
                  settings.bus_url)
         try:
             yield
         finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
             database.publisher = None
             await bus.close()
             if db is None:

@@ -5,6 +5,7 @@ operators' scripts rely on: ``serve``, ``worker``, ``db upgrade``, ``user add``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -89,6 +90,7 @@ def worker() -> None:
     from anwang.consumers import all_consumers
     from anwang.core.bus import make_bus
     from anwang.core.db import Database
+    from anwang.core.outbox import Outbox
 
     settings = _settings()
     if settings.bus_url == "memory://":
@@ -109,9 +111,14 @@ def worker() -> None:
             loop.add_signal_handler(sig, stop.set)
         consumers = all_consumers()
         await bus.start(consumers, run_consumers=True)
-        db.publisher = bus.publish_threadsafe
+        outbox = Outbox(db, bus)
+        db.publisher = outbox.publish
+        relay = asyncio.create_task(outbox.relay())
         err.print(f"worker running {len(consumers)} consumer(s) on {settings.bus_url}")
         await stop.wait()
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
         await bus.close()
         db.dispose()
 

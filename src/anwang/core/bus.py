@@ -72,13 +72,26 @@ def handle_once(db: Database, consumer: Consumer, event: Event) -> bool:
                 ProcessedEvent(consumer=consumer.name, event_id=event.id, processed_at=utcnow())
             )
     except IntegrityError:
-        # Another worker committed the same event between our check and our insert.
+        # Either another worker committed the same event between our check and our
+        # insert (then the pair is there now), or the handler itself broke a constraint
+        # (then it is not, and the error must reach the bus so the event is retried).
+        with db.unit_of_work(readonly=True) as session:
+            done = session.scalar(
+                select(ProcessedEvent.event_id).where(
+                    ProcessedEvent.consumer == consumer.name,
+                    ProcessedEvent.event_id == event.id,
+                )
+            )
+        if done is None:
+            raise
         return False
     return True
 
 
 class Bus(Protocol):
-    async def start(self, consumers: Sequence[Consumer] = (), *, run_consumers: bool = True) -> None:
+    async def start(
+        self, consumers: Sequence[Consumer] = (), *, run_consumers: bool = True
+    ) -> None:
         """Connect; when ``run_consumers``, begin delivering to ``consumers``."""
 
     async def close(self) -> None: ...
@@ -144,12 +157,18 @@ class _LoopBound:
         if running is loop:
             task = loop.create_task(self.publish(event))
             _background.add(task)
-            task.add_done_callback(_background.discard)
+            task.add_done_callback(_publish_done)
             return
         asyncio.run_coroutine_threadsafe(self.publish(event), loop).result(timeout=30)
 
 
 _background: set[asyncio.Task[None]] = set()
+
+
+def _publish_done(task: asyncio.Task[None]) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("publishing an event failed", exc_info=task.exception())
 
 
 class InProcessBus(_LoopBound):

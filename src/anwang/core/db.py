@@ -24,6 +24,7 @@ from sqlalchemy import (
     Engine,
     MetaData,
     String,
+    Text,
     TypeDecorator,
     create_engine,
     event,
@@ -116,8 +117,29 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 AfterCommit = Callable[[], None]
 
 
+class OutboxEntry(Base):
+    """An event written in the transaction of the change it announces (see
+    :mod:`anwang.core.outbox`); deleted once published."""
+
+    __tablename__ = "outbox"
+
+    event_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
 def publish_after_commit(session: Session, event: Event) -> None:
-    """Queue an event to be published once the session's transaction has committed."""
+    """Queue an event to be published once the session's transaction has committed.
+
+    The event is also written to the ``outbox`` table in this transaction, so that it is
+    published even if the process dies or the bus is down right after the commit."""
+    session.add(
+        OutboxEntry(
+            event_id=event.id, name=event.name, body=event.model_dump_json(),
+            created_at=event.occurred_at,
+        )
+    )
     session.info.setdefault("outbox", []).append(event)
 
 

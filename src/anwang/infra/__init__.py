@@ -1,0 +1,1 @@
+"""Adapters from anwang's ports to outside infrastructure (NATS JetStream)."""
