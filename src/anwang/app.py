@@ -87,12 +87,14 @@ def create_app(
 
     from anwang.audit.api import router as audit_router
     from anwang.auth.api import router as auth_router
+    from anwang.web.map_api import router as map_router
     from anwang.web.pages import router as pages_router
     from anwang.web.stream import router as stream_router
 
     app.include_router(auth_router, prefix="/api/v1")
     app.include_router(audit_router, prefix="/api/v1")
     app.include_router(stream_router, prefix="/api/v1")
+    app.include_router(map_router, prefix="/api/v1")
     app.include_router(pages_router)
 
     @app.get("/healthz", include_in_schema=False)

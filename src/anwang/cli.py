@@ -40,13 +40,6 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _register_subcommands() -> None:
-    from anwang.auth.cli import apikey_app, user_app
-
-    app.add_typer(user_app, name="user")
-    app.add_typer(apikey_app, name="apikey")
-
-
 def _logging(level: str = "INFO") -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -253,8 +246,17 @@ def demo(
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 
+def _register_subcommands() -> None:
+    from anwang.auth.cli import apikey_app, user_app
+
+    app.add_typer(user_app, name="user")
+    app.add_typer(apikey_app, name="apikey")
+
+
+_register_subcommands()
+
+
 def main() -> None:
-    _register_subcommands()
     app()
 
 

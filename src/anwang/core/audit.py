@@ -44,7 +44,9 @@ GENESIS = "0" * 64
 class AuditEntry(Base):
     __tablename__ = "audit_log"
 
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
     at: Mapped[datetime] = mapped_column(index=True)
     actor: Mapped[str | None] = mapped_column(String(100), index=True)
     actor_role: Mapped[str | None] = mapped_column(String(30))

@@ -188,7 +188,9 @@ class InProcessBus(_LoopBound):
         self._tasks: list[asyncio.Task[None]] = []
         self.dead: list[tuple[str, Event]] = []
 
-    async def start(self, consumers: Sequence[Consumer] = (), *, run_consumers: bool = True) -> None:
+    async def start(
+        self, consumers: Sequence[Consumer] = (), *, run_consumers: bool = True
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         if not run_consumers:
             return
