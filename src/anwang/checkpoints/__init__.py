@@ -1,0 +1,1 @@
+"""Checkpoints: what roadside cameras read, starting with licence-plate rules."""

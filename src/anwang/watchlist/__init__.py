@@ -1,0 +1,1 @@
+"""Watch lists: which plate reads concern whom, matched in memory at ingest speed."""
