@@ -11,7 +11,6 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from anwang.core.errors import PayloadTooLarge
 
 #: Content types accepted on API requests that carry a body.
 API_CONTENT_TYPES = frozenset(
@@ -53,10 +52,6 @@ async def _send_problem(send: Send, status: int, code: str, title: str, detail: 
     await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(PayloadTooLarge):
-    """Raised while the body streams in; the app's error handler or this guard answers 413."""
-
-
 class RequestGuard:
     def __init__(
         self,
@@ -95,29 +90,36 @@ class RequestGuard:
                 )
                 return
 
+        if not has_body:
+            await self.app(scope, receive, send)
+            return
+        # Read the whole body here, counting, before any route runs: a body that turns
+        # out larger than announced (or that announced nothing) is refused with 413
+        # before a single byte reaches a handler. Routes then read it from memory.
+        chunks: list[bytes] = []
         received = 0
-        response_started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _TooLarge(f"the body exceeds the limit of {limit} bytes")
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not response_started:
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            received += len(body)
+            if received > limit:
                 await _send_problem(
                     send, 413, "anwang.payload_too_large", "Request body too large",
                     f"the body exceeds the limit of {limit} bytes",
                 )
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
