@@ -126,7 +126,10 @@ async def over_sse(base: str, token: str, nats_url: str, clients: int, events: i
     return {"samples": len(flat), "lat": flat}
 
 
-def start_services(tmp: Path) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], str, str, dict]:
+Services = tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], str, str, dict[str, str]]
+
+
+def start_services(tmp: Path) -> Services:
     nats_port = free_port()
     nats_proc = subprocess.Popen(
         [nats_server_binary(), "-a", "127.0.0.1", "-p", str(nats_port), "-js",
