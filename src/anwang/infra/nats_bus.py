@@ -181,6 +181,32 @@ def redact_url(url: str) -> str:
     return ",".join(parts)
 
 
+#: Oldest NATS server release anwang runs on without a warning: 2.10 brought
+#: ``sync_interval: always`` and the JetStream durability fixes that followed.
+MIN_SERVER_VERSION = (2, 10)
+
+
+def server_is_old(major: int, minor: int) -> bool:
+    return (major, minor) < MIN_SERVER_VERSION
+
+
+def warn_if_old_server(nc: Any) -> None:
+    """Log a warning when the connected server predates :data:`MIN_SERVER_VERSION`."""
+    try:
+        v = nc.connected_server_version
+        major, minor, patch = int(v.major), int(v.minor), int(v.patch)
+    except Exception:  # noqa: BLE001 - an unknown version is not worth failing for
+        return
+    if server_is_old(major, minor):
+        log.warning(
+            "NATS server %d.%d.%d is older than %d.%d: it cannot sync every write to disk "
+            "before acknowledging (sync_interval: always) and lacks later JetStream "
+            "durability fixes; acknowledged events may be lost on a crash. Use a current "
+            "2.x release in production (docs/operations.md).",
+            major, minor, patch, *MIN_SERVER_VERSION,
+        )
+
+
 class NatsBus(_LoopBound):
     """The :class:`~anwang.core.bus.Bus` on NATS JetStream (see the module docstring).
 
@@ -302,6 +328,7 @@ class NatsBus(_LoopBound):
         self._stopping = False
         try:
             self._nc = await self._connect()
+            warn_if_old_server(self._nc)
             self._js = self._nc.jetstream(timeout=self.publish_timeout)
             await self._ensure_stream()
             self._live = await self._nc.subscribe(
