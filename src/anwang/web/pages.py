@@ -17,11 +17,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
+import pyotp
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from anwang.audit import service as audit_service
+from anwang.auth import enrolment
 from anwang.auth import service as auth_service
 from anwang.auth.deps import (
     OptionalPrincipal,
@@ -36,7 +39,8 @@ from anwang.auth.deps import (
 )
 from anwang.auth.permissions import Action
 from anwang.core import audit
-from anwang.core.errors import NotAuthenticated, TooManyRequests
+from anwang.auth.service import TOTP_ISSUER
+from anwang.core.errors import NotAuthenticated, TooManyRequests, ValidationFailed
 from anwang.state import AppState
 from anwang.web.map_api import GRID_MIN_ZOOM
 from anwang.web.templating import (
@@ -100,6 +104,10 @@ LOGIN_PROBLEMS: dict[str, tuple[str, str]] = {
     "anwang.auth.session_ended": (
         N_("Session ended"),
         N_("Your session has ended. Sign in again."),
+    ),
+    "anwang.auth.enrolment_expired": (
+        N_("Set-up expired"),
+        N_("Setting up two-factor sign-in took too long. Sign in again to restart it."),
     ),
 }
 _LOCKED_UNTIL = re.compile(r"until (\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)? UTC)")
@@ -363,10 +371,72 @@ async def login_submit(
             totp_code=totp.replace(" ", "") or None, kind="web", ip=client_ip(request),
         )
     except NotAuthenticated as exc:
+        if exc.code == "anwang.auth.mfa_enrolment_required":
+            # The password was right: offer the second factor's enrolment at once.
+            enrolling = await run_in_threadpool(enrolment.begin, state, username=username)
+            return _enrol_page(request, enrolling, next_url=next)
         return again(exc.code, exc.status, detail=exc.detail)
     response = RedirectResponse(
         safe_next(next) or home_for(signed.principal), status_code=303
     )
+    set_session_cookie(response, token=signed.token, settings=state.settings)
+    return response
+
+
+def _enrol_page(
+    request: Request,
+    enrolling: enrolment.Enrolment,
+    *,
+    next_url: str = "",
+    invalid: bool = False,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "login_enrol.html",
+        {
+            "enrolment": enrolling,
+            "qr_svg": Markup(enrolling.qr_svg),
+            "next_url": safe_next(next_url) or "",
+            "invalid": invalid,
+        },
+        status_code=status_code,
+    )
+
+
+@router.post("/login/enrol")
+async def login_enrol(
+    request: Request,
+    state: StateDep,
+    username: Annotated[str, Form(max_length=64)] = "",
+    ticket: Annotated[str, Form(max_length=200)] = "",
+    secret: Annotated[str, Form(max_length=64)] = "",
+    totp: Annotated[str, Form(max_length=20)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "",  # noqa: A002
+) -> Response:
+    """Second step of a first sign-in with a required second factor (see
+    :mod:`anwang.auth.enrolment`): a matching code enables TOTP and signs in."""
+    if not _same_origin(request):
+        return _login_page(request, next_url=next, code="anwang.auth.cross_origin",
+                           status_code=403)
+    try:
+        await login_rate_limit(request, state)
+    except TooManyRequests as exc:
+        return _login_page(request, next_url=next, code=exc.code, detail=exc.detail,
+                           status_code=429, headers=exc.headers)
+    try:
+        signed = await run_in_threadpool(
+            enrolment.complete, state, username=username.strip().lower(), ticket=ticket,
+            code=totp, kind="web", ip=client_ip(request),
+        )
+    except NotAuthenticated as exc:
+        return _login_page(request, next_url=next, code=exc.code, status_code=exc.status)
+    except ValidationFailed:
+        uri = pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=TOTP_ISSUER)
+        again = enrolment.Enrolment(username=username, ticket=ticket, secret=secret, uri=uri,
+                                    qr_svg=enrolment.qr_svg(uri))
+        return _enrol_page(request, again, next_url=next, invalid=True, status_code=422)
+    response = RedirectResponse(safe_next(next) or home_for(signed.principal), status_code=303)
     set_session_cookie(response, token=signed.token, settings=state.settings)
     return response
 
