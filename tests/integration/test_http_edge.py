@@ -105,3 +105,12 @@ def test_readiness_is_503_when_the_database_is_gone(settings: Settings) -> None:
     assert r.status_code == 503
     assert r.json()["checks"]["database"].startswith("unavailable")
     assert r.json()["checks"]["bus"] == "ok"
+
+
+def test_a_browser_gets_pages_for_404_and_the_api_gets_problems(client: TestClient) -> None:
+    page = client.get("/no-such-page", headers={"accept": "text/html"})
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "<html" in page.text
+    api = client.get("/api/v1/no-such-thing", headers={"accept": "text/html"})
+    assert api.status_code == 404
+    assert api.headers["content-type"] == "application/problem+json"

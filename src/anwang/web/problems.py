@@ -85,6 +85,13 @@ def _validation_errors(exc: RequestValidationError) -> tuple[int, str, list[Fiel
     return status, code, errors
 
 
+def _html_error(request: Request, status: int, code: str) -> Response:
+    """A page, not JSON, for a person's browser (403 and 404 outside the API)."""
+    from anwang.web.pages import html_error  # the pages import this module's app wiring
+
+    return html_error(request, status, code=code)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(AnwangError)
     async def _anwang(request: Request, exc: AnwangError) -> Response:
@@ -93,6 +100,8 @@ def install(app: FastAPI) -> None:
             return RedirectResponse(f"/login?next={nxt}", status_code=303)
         if exc.status >= 500:
             log.error("%s on %s: %s", exc.code, request.url.path, exc.detail)
+        if exc.status in (403, 404) and _wants_html(request):
+            return _html_error(request, exc.status, exc.code)
         return problem(
             exc.status, exc.code, exc.title, exc.detail,
             errors=exc.errors, headers=exc.headers, instance=request.url.path,
@@ -108,6 +117,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, f"anwang.http_{exc.status_code}")
+        if exc.status_code in (403, 404) and _wants_html(request):
+            return _html_error(request, exc.status_code, code)
         detail = str(exc.detail) if exc.detail else ""
         return problem(
             exc.status_code, code, detail or "Error", detail or "Error",
