@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import os
 import platform
-import re
 import sys
 import tempfile
 import threading
@@ -45,6 +44,7 @@ except ImportError:  # running from a checkout without installing the package
 import nats  # noqa: E402
 import nats.js.errors  # noqa: E402
 from nats.js import api  # noqa: E402
+from perfdoc import cpu_model, update_section  # noqa: E402
 from sqlalchemy import Integer, MetaData, String, Table  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
 
@@ -243,16 +243,6 @@ async def nats_version(url: str) -> str:
         await nc.close()
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def table(results: list[Result]) -> list[str]:
     lines = [
         "| path | events | seconds | events/s |",
@@ -302,19 +292,6 @@ def section(results: list[Result], pairs: list[tuple[str, Result, Result]], meta
     return "\n".join(body)
 
 
-def update_docs(path: Path, text: str) -> None:
-    """Replace only this section (from its heading to the next ``## ``) in ``path``."""
-    current = path.read_text() if path.exists() else "# Performance\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}[ \t]*\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _m: text + "\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    updated = updated.rstrip("\n") + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(updated)
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--events", type=int, default=5000, help="events per run (5000)")
@@ -350,7 +327,7 @@ async def main() -> None:
     print(meta)
     if args.update_docs:
         target = ROOT / "docs" / "performance.md"
-        update_docs(target, section(results, pairs, meta))
+        update_section(section(results, pairs, meta))
         print(f"updated {target.relative_to(ROOT)}")
 
 

@@ -21,7 +21,6 @@ import gc
 import os
 import platform
 import random
-import re
 import sys
 import time
 from collections import Counter
@@ -34,6 +33,9 @@ try:
     import anwang  # noqa: F401
 except ImportError:  # running from a checkout without installing the package
     sys.path.insert(0, str(ROOT / "src"))
+
+
+from perfdoc import cpu_model, update_section  # noqa: E402
 
 from anwang.checkpoints.plates import MAINLAND_CN, is_valid  # noqa: E402
 from anwang.watchlist.matcher import Entry, WatchIndex  # noqa: E402
@@ -131,16 +133,6 @@ def loop(fn: Callable[..., object], reads: list[str], *args: object) -> Callable
             fn(read, *args)
 
     return run
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def mib(n: float) -> str:
@@ -287,7 +279,7 @@ def main() -> None:
     print(meta)
     if args.update_docs:
         target = ROOT / "docs" / "performance.md"
-        update_docs(target, section(table, facts, meta))
+        update_section(section(table, facts, meta))
         print(f"updated {target.relative_to(ROOT)}")
 
 
@@ -313,17 +305,6 @@ def section(table: Iterable[str], facts: Iterable[str], meta: str) -> str:
         "",
     ]
     return "\n".join(body)
-
-
-def update_docs(path: Path, text: str) -> None:
-    """Replace only this section (from its heading to the next ``## ``) in ``path``."""
-    current = path.read_text() if path.exists() else "# Performance\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}[ \t]*\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _m: text + "\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    path.write_text(updated.rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -51,6 +50,7 @@ except ImportError:  # running from a checkout without installing the package
 
 import networkx as nx  # noqa: E402
 import scipy  # noqa: E402
+from perfdoc import cpu_model, update_section  # noqa: E402
 
 from anwang.roads.graph import OSM_ROAD_CLASSES, RoadGraph, haversine_m  # noqa: E402
 from anwang.roads.routing import (  # noqa: E402
@@ -302,16 +302,6 @@ def bench_network(name: str, g: RoadGraph, incidents: int, repeats: int) -> list
 # report
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def fmt_ms(value: float, p: float | None) -> str:
     out = f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
     if p is not None:
@@ -349,19 +339,6 @@ def section(rows: list[Row], extras: list[str], meta: str) -> str:
         )
     lines += ["", *extras, "", meta, ""]
     return "\n".join(lines)
-
-
-def update_docs(path: Path, text: str) -> None:
-    """Replace only this section (from its heading to the next ``## ``) in ``path``."""
-    current = path.read_text() if path.exists() else "# Performance\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}[ \t]*\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _m: text + "\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    updated = updated.rstrip("\n") + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(updated)
 
 
 def main() -> None:
@@ -418,7 +395,7 @@ def main() -> None:
     print()
     print(text)
     if args.update_docs:
-        update_docs(ROOT / "docs" / "performance.md", text)
+        update_section(text)
 
 
 if __name__ == "__main__":

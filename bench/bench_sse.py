@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import httpx
 import nats
+from perfdoc import machine, update_section
 
 from anwang.core.events import Audience, Event
 from anwang.core.scope import Scope
@@ -164,19 +164,6 @@ def start_services(tmp: Path) -> Services:
     return nats_proc, api, base, nats_url, env
 
 
-def write_docs(text: str) -> None:
-    path = ROOT / "docs" / "performance.md"
-    doc = path.read_text() if path.exists() else "# Performance\n"
-    head = "## Live feed fan-out (SSE)"
-    if head in doc:
-        start = doc.index(head)
-        nxt = doc.find("\n## ", start + len(head))
-        doc = doc[:start] + text.rstrip() + "\n" + (doc[nxt:] if nxt != -1 else "")
-    else:
-        doc = doc.rstrip() + "\n\n" + text.rstrip() + "\n"
-    path.write_text(doc)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=200)
@@ -227,13 +214,13 @@ def main() -> None:
         f"{ratio:.0f}× the bare fan-out's p99",
         "",
         f"Command: `python bench/bench_sse.py --clients {args.clients} --events {args.events}`. "
-        f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}; run "
+        f"Machine: {machine()}; run "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
     ]
     text = "\n".join(lines)
     print(text)
     if args.update_docs:
-        write_docs(text)
+        update_section(text)
     if len(lat) != expected:
         raise SystemExit(f"lost deliveries: {expected - len(lat)}")
 

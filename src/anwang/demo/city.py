@@ -54,6 +54,8 @@ from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 from shapely.ops import substring
 
+from anwang.core.geo import EARTH_RADIUS_M, haversine_m
+
 __all__ = [
     "CITY_CODE",
     "DEFAULT_CENTER",
@@ -77,7 +79,7 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 ProgressCallback = Callable[[str, float], None]
 
-EARTH_RADIUS_KM: Final = 6371.0088
+EARTH_RADIUS_KM: Final = EARTH_RADIUS_M / 1000.0
 """Mean Earth radius (IUGG), used for the local frame, great-circle lengths and areas."""
 
 DEFAULT_CENTER: Final = (31.78, 119.95)
@@ -338,19 +340,6 @@ class _Frame:
 
     def geom_to_lonlat(self, geom: BaseGeometry) -> BaseGeometry:
         return shapely.transform(geom, self.xy_to_lonlat)
-
-
-def haversine_m(
-    lat1: FloatArray, lon1: FloatArray, lat2: FloatArray, lon2: FloatArray
-) -> FloatArray:
-    """Great-circle distance in metres between points given in degrees (vectorised)."""
-    p1 = np.radians(lat1)
-    p2 = np.radians(lat2)
-    dp = p2 - p1
-    dl = np.radians(lon2 - lon1)
-    a = np.sin(dp / 2.0) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2.0) ** 2
-    out = 2.0 * EARTH_RADIUS_KM * 1000.0 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-    return np.asarray(out, dtype=np.float64)
 
 
 def equal_area_km2(geom: BaseGeometry) -> float:

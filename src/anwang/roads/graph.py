@@ -40,6 +40,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import connected_components
 
+from anwang.core.geo import EARTH_RADIUS_M, haversine_m
+
 __all__ = [
     "DEFAULT_SPEEDS_KMH",
     "EARTH_RADIUS_M",
@@ -54,7 +56,6 @@ __all__ = [
 FORMAT: Final = "anwang.roads.graph/1"
 """Format tag written into every saved graph; :meth:`RoadGraph.load` refuses others."""
 
-EARTH_RADIUS_M: Final = 6_371_008.8
 """Mean Earth radius (IUGG) in metres, used for great-circle lengths and the local frame."""
 
 DEFAULT_SPEEDS_KMH: Final[Mapping[str, float]] = {
@@ -85,15 +86,6 @@ OSM_ROAD_CLASSES: Final[tuple[str, ...]] = tuple(DEFAULT_SPEEDS_KMH)
 Metric = Literal["time", "distance"]
 
 _CACHE_LIMIT: Final = 64  # cached weight arrays / matrices per graph before the cache resets
-
-
-def haversine_m(lat1: ArrayLike, lon1: ArrayLike, lat2: ArrayLike, lon2: ArrayLike) -> Any:
-    """Great-circle distance in metres between points in degrees (vectorised, float64)."""
-    p1 = np.radians(np.asarray(lat1, dtype=np.float64))
-    p2 = np.radians(np.asarray(lat2, dtype=np.float64))
-    dl = np.radians(np.asarray(lon2, dtype=np.float64) - np.asarray(lon1, dtype=np.float64))
-    a = np.sin((p2 - p1) / 2.0) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2.0) ** 2
-    return 2.0 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
 def _speed_table(names: tuple[str, ...], speeds: Mapping[str, float] | None) -> NDArray[np.float64]:
