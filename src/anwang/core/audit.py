@@ -94,16 +94,18 @@ def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
 
 def _claim_next(session: Session) -> tuple[int, str]:
     """Take the writer lock on the head row and claim the next sequence number."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as upsert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as upsert
     # The head row exists from the first entry on; creating it is race-free (a second
     # creator waits on the first and then does nothing).
-    session.execute(
-        upsert(AuditHead).values(id=1, seq=0, hash=GENESIS).on_conflict_do_nothing()
-    )
+    create_head: Any
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        create_head = pg_insert(AuditHead).values(id=1, seq=0, hash=GENESIS)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        create_head = sqlite_insert(AuditHead).values(id=1, seq=0, hash=GENESIS)
+    session.execute(create_head.on_conflict_do_nothing())
     row = session.execute(
         text("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
     ).one()

@@ -52,7 +52,8 @@ class Scope:
 
         if self.code is None:
             return true()
-        return column.like(_escape_like(self.code) + "%", escape="\\")
+        clause: ColumnElement[bool] = column.like(_escape_like(self.code) + "%", escape="\\")
+        return clause
 
 
 def _escape_like(s: str) -> str:
