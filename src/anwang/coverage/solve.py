@@ -1,0 +1,529 @@
+"""Exact siting: the maximal covering MIP, an injected solver, and :func:`optimize`.
+
+Formulation
+-----------
+The maximal covering location problem (MCLP; Church & ReVelle 1974, "The maximal
+covering location problem", Papers of the Regional Science Association 32:101–118), with
+the optional backup-coverage term of Hogan & ReVelle (1986, "Concepts and applications of
+backup coverage", Management Science 32:1434–1444), written over a
+:class:`~anwang.coverage.reduce.Reduction` (columns ``j``, rows ``i`` with weights
+``w_i``, the set ``N_i`` of columns reaching row ``i``, offsets ``o_i`` from folded-in
+fixed sites)::
+
+    maximise    Σ_i w_i y_i  +  β Σ_i w_i u_i  +  constant
+    subject to  y_i + u_i − Σ_{j ∈ N_i} x_j ≤ o_i      for every row i
+                Σ_j x_j = p      (≤ p on a reduced model; see anwang.coverage.reduce)
+                x_j = 1          for fixed columns
+                x_j ∈ {0, 1},    0 ≤ y_i ≤ 1,   0 ≤ u_i ≤ 1
+
+(without backup, β = 0 and there are no ``u``). ``y_i`` is "row ``i`` is reached",
+``u_i`` "reached twice".
+
+**Why y and u may be continuous.** Fix any binary ``x``; then ``c_i = o_i + Σ x_j`` is an
+integer and the rest of the problem splits into one tiny LP per row: maximise
+``w_i (y_i + β u_i)`` over ``y_i + u_i ≤ c_i``, ``0 ≤ y_i, u_i ≤ 1``. For ``c_i = 0`` the
+only point is 0; for ``c_i ≥ 2`` the point ``y = u = 1`` is feasible and best; for
+``c_i = 1`` the vertices are ``(1, 0)`` and ``(0, 1)``, and ``(1, 0)`` wins because
+``w_i ≥ 0`` and ``β ≤ 1``. So every binary ``x`` has an integral best ``(y, u)``, the
+MIP with continuous ``y, u`` has the same optimum as the all-binary one, and the solver
+branches on the ``x`` alone. (For β > 1 the case ``c_i = 1`` would prefer ``u``, which is
+one reason :class:`~anwang.coverage.model.CoverageProblem` refuses it.) Hogan & ReVelle's
+``u_i ≤ y_i`` is left out for the same reason: with β ≤ 1 some optimum satisfies it.
+
+The constraint matrix is assembled in CSC form from the cover matrix with sparse block
+operations and handed to the solver whole (``Highs.passModel``), with no Python loop over
+rows or non-zeros.
+
+Solver
+------
+:class:`Solver` is the port: anything that maximises a :class:`MipModel` within a time
+limit, optionally from a start, and reports a :class:`MipResult` (values, objective, dual
+bound). :class:`HighsSolver` is the production implementation (HiGHS via ``highspy``).
+
+:func:`optimize`
+----------------
+Reduce the model (:mod:`anwang.coverage.reduce`), run greedy + interchange and then an
+iterated local search (:mod:`anwang.coverage.heuristics`), then the MIP warm-started from
+the best siting, all within one time budget. The better of the heuristic siting and the
+MIP incumbent is returned with the best upper bound known: the MIP's dual bound, or the
+submodularity bound of the heuristic if the solver gave none.
+
+What to expect: the bound of an LP-based branch and bound starts at the LP relaxation.
+Where demand is dense and continuous, fractional posts tile irregular dense areas that
+whole circles cannot, and that relaxation can sit about 1 % above the best siting; in a
+minute HiGHS lowers it by hundredths of a percent, so the gap stays near that 1 % however
+good the siting is (``docs/performance.md``, "Post siting", measures both). Where the
+relaxation is tight, the run ends early with status ``optimal``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from anwang.core.errors import ValidationFailed
+from anwang.coverage.heuristics import greedy_interchange
+from anwang.coverage.model import CoverageProblem, FloatArray, IntArray, objective_value
+from anwang.coverage.reduce import Reduction, ReductionStats, identity
+from anwang.coverage.reduce import reduce as reduce_problem
+
+if TYPE_CHECKING:
+    from highspy._core import _Highs
+
+__all__ = [
+    "HighsSolver",
+    "MipModel",
+    "MipResult",
+    "MipStatus",
+    "SitingResult",
+    "Solver",
+    "SolveStatus",
+    "mclp_model",
+    "optimize",
+    "relative_gap",
+    "start_values",
+]
+
+
+class MipStatus(StrEnum):
+    OPTIMAL = "optimal"
+    """Solved to the solver's gap tolerance."""
+    TIME_LIMIT = "time_limit"
+    INFEASIBLE = "infeasible"
+    STOPPED = "stopped"
+    """Any other end: interrupted, an iteration or memory limit, a solver error."""
+
+
+@dataclass(frozen=True, eq=False)
+class MipModel:
+    """``maximise objective·z + offset`` s.t. ``row_lower ≤ matrix z ≤ row_upper``,
+    ``col_lower ≤ z ≤ col_upper``, ``z_j`` integer where ``integer``. Infinite bounds
+    are ``±inf``."""
+
+    objective: FloatArray
+    offset: float
+    matrix: sp.csc_array
+    row_lower: FloatArray
+    row_upper: FloatArray
+    col_lower: FloatArray
+    col_upper: FloatArray
+    integer: NDArray[np.bool_]
+
+    @property
+    def n_cols(self) -> int:
+        return int(self.matrix.shape[1])
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.matrix.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class MipResult:
+    status: MipStatus
+    values: FloatArray | None
+    """Best solution found, or None."""
+    objective: float | None
+    bound: float
+    """Dual (upper) bound on the optimum, offset included; ``inf`` if unknown."""
+    seconds: float
+    nodes: int = 0
+
+
+class Solver(Protocol):
+    """Maximises a :class:`MipModel`. ``start``, when given, is a feasible solution to
+    begin from; ``time_limit_s`` a wall-clock limit the solver must respect (None: its
+    own default)."""
+
+    def solve(
+        self,
+        model: MipModel,
+        *,
+        start: FloatArray | None = None,
+        time_limit_s: float | None = None,
+    ) -> MipResult: ...
+
+
+def _new_highs() -> _Highs:
+    # The public ``highspy.Highs`` enables its callbacks in ``__init__``, and that first
+    # call prints HiGHS's banner straight to the C-level stdout — before any option can
+    # be set — which would corrupt ``--json`` output of the CLI. The compiled class
+    # underneath does not; it has every method used here.
+    try:
+        from highspy._core import _Highs
+
+        return _Highs()
+    except ImportError:  # pragma: no cover - depends on the highspy layout
+        import highspy
+
+        return highspy.Highs()  # type: ignore[no-untyped-call]
+
+
+class HighsSolver:
+    """HiGHS (``highspy``) branch and cut.
+
+    ``time_limit_s`` caps every solve (the caller's limit applies too, the smaller wins);
+    it is enforced from HiGHS's interrupt callbacks as well as its own clock, with a
+    margin (:attr:`MARGIN_S`); ``mip_rel_gap`` is HiGHS's relative-gap stopping
+    tolerance; ``threads`` HiGHS's thread count (HiGHS keeps one scheduler per process, so
+    use one value per process). ``lp_solver`` is HiGHS's ``mip_lp_solver``: ``"ipm"``
+    solves the root LP by interior point, which on covering LPs (highly degenerate for
+    the dual simplex) was 3–4 times faster in ``bench/bench_siting.py``; the re-solves
+    after cuts and in the tree still use the dual simplex. ``log`` prints HiGHS's log.
+    """
+
+    MARGIN_S = 4.0
+    """Stop this much before the limit (at most a tenth of it): HiGHS's clock checks are
+    seconds apart during root cut rounds on the benchmark's 20,000-row model."""
+
+    def __init__(
+        self,
+        time_limit_s: float | None = None,
+        mip_rel_gap: float = 1e-3,
+        threads: int | None = None,
+        *,
+        lp_solver: str = "ipm",
+        presolve: bool = True,
+        random_seed: int = 0,
+        log: bool = False,
+    ) -> None:
+        if time_limit_s is not None and not (math.isfinite(time_limit_s) and time_limit_s > 0):
+            raise ValidationFailed.on("time_limit_s", "must be a positive number of seconds")
+        if not (math.isfinite(mip_rel_gap) and mip_rel_gap >= 0):
+            raise ValidationFailed.on("mip_rel_gap", "must be a non-negative fraction")
+        if threads is not None and threads < 1:
+            raise ValidationFailed.on("threads", "must be at least 1")
+        if lp_solver not in ("choose", "simplex", "ipm"):
+            raise ValidationFailed.on("lp_solver", "must be 'choose', 'simplex' or 'ipm'")
+        self.time_limit_s = time_limit_s
+        self.mip_rel_gap = mip_rel_gap
+        self.threads = threads
+        self.lp_solver = lp_solver
+        self.presolve = presolve
+        self.random_seed = random_seed
+        self.log = log
+
+    def solve(
+        self,
+        model: MipModel,
+        *,
+        start: FloatArray | None = None,
+        time_limit_s: float | None = None,
+    ) -> MipResult:
+        import highspy
+
+        t0 = time.perf_counter()
+        limits = [t for t in (self.time_limit_s, time_limit_s) if t is not None]
+        limit = None
+        if limits:
+            # HiGHS only looks at the clock between steps, and on large covering models one
+            # round of root-node cut separation takes seconds: keep a margin for it
+            limit = max(min(limits), 1e-3)
+            limit -= min(0.1 * limit, self.MARGIN_S)
+        h = _new_highs()
+        h.setOptionValue("output_flag", self.log)
+        h.setOptionValue("mip_rel_gap", float(self.mip_rel_gap))
+        h.setOptionValue("random_seed", int(self.random_seed))
+        h.setOptionValue("presolve", "on" if self.presolve else "off")
+        h.setOptionValue("mip_lp_solver", self.lp_solver)
+        if limit is not None:
+            h.setOptionValue("time_limit", limit)
+        if self.threads is not None:
+            h.setOptionValue("threads", int(self.threads))
+        inf = highspy.kHighsInf
+        a = model.matrix
+        status = h.passModel(
+            model.n_cols,
+            model.n_rows,
+            int(a.nnz),
+            1,  # column-wise
+            -1,  # maximise
+            float(model.offset),
+            np.ascontiguousarray(model.objective, dtype=np.float64),
+            np.nan_to_num(model.col_lower, neginf=-inf, posinf=inf),
+            np.nan_to_num(model.col_upper, neginf=-inf, posinf=inf),
+            np.nan_to_num(model.row_lower, neginf=-inf, posinf=inf),
+            np.nan_to_num(model.row_upper, neginf=-inf, posinf=inf),
+            a.indptr[:-1].astype(np.int32),
+            a.indices.astype(np.int32),
+            a.data.astype(np.float64),
+            model.integer.astype(np.int32),
+        )
+        if status == highspy.HighsStatus.kError:
+            return MipResult(MipStatus.STOPPED, None, None, math.inf, time.perf_counter() - t0)
+        if start is not None:
+            sol = highspy.HighsSolution()
+            sol.col_value = np.asarray(start, dtype=np.float64).tolist()
+            sol.value_valid = True
+            h.setSolution(sol)
+        interrupted = False
+        if limit is not None:
+            deadline = t0 + limit
+
+            def stop_at_deadline(
+                _kind: highspy.cb.HighsCallbackType,
+                _message: str,
+                _out: highspy.cb.HighsCallbackOutput,
+                data_in: highspy.cb.HighsCallbackInput,
+                _user: object,
+            ) -> None:
+                nonlocal interrupted
+                if time.perf_counter() >= deadline:
+                    interrupted = True
+                    data_in.user_interrupt = True
+
+            h.setCallback(stop_at_deadline, None)
+            kinds = highspy.cb.HighsCallbackType
+            for kind in (
+                kinds.kCallbackMipInterrupt,
+                kinds.kCallbackSimplexInterrupt,
+                kinds.kCallbackIpmInterrupt,
+            ):
+                h.startCallback(kind)
+        h.run()
+        model_status = h.getModelStatus()
+        info = h.getInfo()
+        ms = highspy.HighsModelStatus
+        mip_status = {
+            ms.kOptimal: MipStatus.OPTIMAL,
+            ms.kTimeLimit: MipStatus.TIME_LIMIT,
+            ms.kInfeasible: MipStatus.INFEASIBLE,
+        }.get(model_status, MipStatus.STOPPED)
+        if interrupted and mip_status is MipStatus.STOPPED:
+            mip_status = MipStatus.TIME_LIMIT
+        values = None
+        objective = None
+        if info.primal_solution_status == highspy.SolutionStatus.kSolutionStatusFeasible:
+            values = np.asarray(h.getSolution().col_value, dtype=np.float64)
+            objective = float(info.objective_function_value)
+        bound = float(info.mip_dual_bound)
+        if not math.isfinite(bound) or abs(bound) >= inf:
+            bound = math.inf
+        return MipResult(
+            mip_status,
+            values,
+            objective,
+            bound,
+            time.perf_counter() - t0,
+            nodes=int(info.mip_node_count),
+        )
+
+
+# --------------------------------------------------------------------------------------
+# the model
+
+
+def mclp_model(red: Reduction) -> MipModel:
+    """The MCLP (with backup coverage when β > 0) of a reduction, as a :class:`MipModel`.
+
+    Variables in order ``x`` (columns), ``y`` (rows), then ``u`` (rows) with backup.
+    """
+    n, m = red.n_rows, red.n_cols
+    beta = red.backup_weight
+    backup = beta > 0
+    a = sp.csc_array(red.cover, dtype=np.float64)
+    eye = sp.eye_array(n, format="csc")
+    ones = sp.csc_array(np.ones((1, m)))
+    top = [-a, eye] + ([eye] if backup else [])
+    bottom = [ones, None] + ([None] if backup else [])
+    matrix = sp.csc_array(sp.block_array([top, bottom], format="csc"))
+    matrix.sort_indices()
+    n_var = m + n * (2 if backup else 1)
+    objective = np.concatenate(
+        [np.zeros(m), red.weights] + ([beta * red.weights] if backup else [])
+    )
+    col_lower = np.zeros(n_var)
+    col_lower[red.fixed_cols] = 1.0
+    col_upper = np.ones(n_var)
+    row_lower = np.concatenate([np.full(n, -np.inf), [red.p if red.exact_p else -np.inf]])
+    row_upper = np.concatenate([red.offset.astype(np.float64), [float(red.p)]])
+    integer = np.zeros(n_var, dtype=np.bool_)
+    integer[:m] = True
+    return MipModel(
+        objective=objective,
+        offset=red.constant,
+        matrix=matrix,
+        row_lower=row_lower,
+        row_upper=row_upper,
+        col_lower=col_lower,
+        col_upper=col_upper,
+        integer=integer,
+    )
+
+
+def start_values(red: Reduction, cols: IntArray) -> FloatArray:
+    """A full feasible solution of :func:`mclp_model` for the chosen columns."""
+    x = np.zeros(red.n_cols)
+    x[cols] = 1.0
+    counts = red.counts(cols)
+    y = np.minimum(counts, 1).astype(np.float64)
+    parts = [x, y]
+    if red.backup_weight > 0:
+        parts.append(np.clip(counts - 1, 0, 1).astype(np.float64))
+    return np.concatenate(parts)
+
+
+def _columns(red: Reduction, values: FloatArray) -> IntArray | None:
+    """The chosen columns of a solver solution, or None if it breaks the model."""
+    cols = np.flatnonzero(values[: red.n_cols] > 0.5).astype(np.int64)
+    count_ok = cols.size == red.p if red.exact_p else cols.size <= red.p
+    if not count_ok or not np.all(np.isin(red.fixed_cols, cols)):
+        return None
+    return cols
+
+
+def relative_gap(objective: float, bound: float) -> float:
+    """``(bound − objective) / objective``: 0 when they meet, ``inf`` if the objective is 0
+    and the bound is not."""
+    if bound <= objective:
+        return 0.0
+    if objective <= 0:
+        return math.inf
+    return (bound - objective) / objective
+
+
+# --------------------------------------------------------------------------------------
+# optimize
+
+
+class SolveStatus(StrEnum):
+    OPTIMAL = "optimal"
+    """Proved optimal to the solver's gap tolerance (or trivially)."""
+    TIME_LIMIT = "time_limit"
+    """The time ran out: the best siting found and a bound are reported."""
+    STOPPED = "stopped"
+    """The solver stopped otherwise; the heuristic siting and its bound are reported."""
+
+
+@dataclass(frozen=True)
+class SitingResult:
+    sites: IntArray
+    """Chosen candidates (sorted), exactly ``p``, fixed ones included."""
+    objective: float
+    """Covered weight (+ β × doubly covered weight) of ``sites``."""
+    bound: float
+    """Upper bound on the best objective of any siting."""
+    gap: float
+    """``(bound − objective) / objective``, a fraction (0.001 = 0.1 %)."""
+    status: SolveStatus
+    seconds: float
+    covered_weight: float
+    covered_share: float
+    """Share of the total demand weight reached by at least one site."""
+    source: str
+    """``"mip"`` or ``"heuristic"``: which produced ``sites``."""
+    heuristic_objective: float
+    heuristic_seconds: float
+    mip_seconds: float
+    reduction: ReductionStats
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain JSON-ready values (the CLI's ``--json``)."""
+        return {
+            "objective": self.objective,
+            "bound": self.bound,
+            "gap": self.gap,
+            "status": self.status.value,
+            "seconds": self.seconds,
+            "sites": [int(s) for s in self.sites],
+            "covered_weight": self.covered_weight,
+            "covered_share": self.covered_share,
+            "source": self.source,
+            "heuristic_objective": self.heuristic_objective,
+        }
+
+
+def optimize(
+    problem: CoverageProblem,
+    *,
+    solver: Solver | None = None,
+    time_limit_s: float = 60.0,
+    reduce: bool = True,
+    search_share: float = 0.25,
+    seed: int = 0,
+) -> SitingResult:
+    """Site ``problem.p`` posts to maximise coverage, within ``time_limit_s`` seconds of
+    wall clock for the whole call.
+
+    Steps: reduce the model (:func:`anwang.coverage.reduce.reduce`; ``reduce=False``
+    keeps it as given, for comparison), greedy + interchange, iterated local search for
+    at most ``search_share`` of the time limit (and only while it keeps finding better
+    sitings: it gives up after ``max(20, min(400, 2 × columns))`` rounds without one),
+    then the MIP, warm-started from the best siting, for the rest of the time.
+    ``solver`` defaults to ``HighsSolver()`` (0.1 % relative gap). ``seed`` makes the
+    local search reproducible.
+    """
+    if not (isinstance(time_limit_s, int | float) and math.isfinite(time_limit_s)):
+        raise ValidationFailed.on("time_limit_s", "must be a positive number of seconds")
+    if time_limit_s <= 0:
+        raise ValidationFailed.on("time_limit_s", "must be a positive number of seconds")
+    if not (isinstance(search_share, int | float) and 0 <= search_share < 1):
+        raise ValidationFailed.on("search_share", "must be a fraction in [0, 1)")
+    t0 = time.perf_counter()
+    deadline = t0 + time_limit_s
+    red = reduce_problem(problem) if reduce else identity(problem)
+    search = search_share > 0
+    heur = greedy_interchange(
+        red,
+        deadline=t0 + time_limit_s / 2,
+        search_until=t0 + search_share * time_limit_s if search else None,
+        patience=max(20, min(400, 2 * red.n_cols)) if search else None,
+        seed=seed,
+    )
+    best = heur.cols
+    best_value = red.value(best)
+    bound = heur.bound
+    source = "heuristic"
+    status = SolveStatus.TIME_LIMIT
+    mip_seconds = 0.0
+    free = red.n_cols - red.fixed_cols.size
+    tol = 1e-9 * max(1.0, abs(best_value))
+    if red.n_rows == 0 or free <= red.p - red.fixed_cols.size or bound - best_value <= tol:
+        status = SolveStatus.OPTIMAL  # nothing to decide, or the bound meets the siting
+        bound = best_value
+    elif time.perf_counter() < deadline:
+        solver = solver if solver is not None else HighsSolver()
+        res = solver.solve(
+            mclp_model(red),
+            start=start_values(red, best),
+            time_limit_s=max(deadline - time.perf_counter(), 1e-3),
+        )
+        mip_seconds = res.seconds
+        cols = _columns(red, res.values) if res.values is not None else None
+        if cols is not None:
+            value = red.value(cols)
+            if value > best_value:
+                best, best_value, source = cols, value, "mip"
+        if math.isfinite(res.bound):
+            bound = min(bound, res.bound)
+        status = {
+            MipStatus.OPTIMAL: SolveStatus.OPTIMAL,
+            MipStatus.TIME_LIMIT: SolveStatus.TIME_LIMIT,
+        }.get(res.status, SolveStatus.STOPPED)
+    sites = red.lift(best)
+    objective = problem.objective(sites)
+    bound = max(bound, objective)
+    covered = objective_value(problem.cover, problem.weights, sites)
+    total = problem.total_weight
+    return SitingResult(
+        sites=sites,
+        objective=objective,
+        bound=bound,
+        gap=relative_gap(objective, bound),
+        status=status,
+        seconds=time.perf_counter() - t0,
+        covered_weight=covered,
+        covered_share=covered / total if total > 0 else 0.0,
+        source=source,
+        heuristic_objective=heur.objective,
+        heuristic_seconds=heur.seconds,
+        mip_seconds=mip_seconds,
+        reduction=red.stats,
+    )

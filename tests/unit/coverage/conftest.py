@@ -1,0 +1,52 @@
+"""Fixtures of the siting tests: the brute-force optimum of a tiny problem.
+
+``optimum(problem)`` enumerates every siting with :func:`itertools.combinations`; the
+property tests keep problems at most 10 candidates and p ≤ 4 (at most C(10, 4) = 210
+sitings) and use integer weights, so objectives are exact sums compared with ``==``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import os
+from collections.abc import Callable
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from anwang.coverage import CoverageProblem
+
+
+def brute_force(problem: CoverageProblem) -> float:
+    """The best objective over every siting of exactly ``p`` sites that keeps the fixed ones."""
+    fixed = set(problem.fixed.tolist())
+    free = [j for j in range(problem.n_candidates) if j not in fixed]
+    best = -np.inf
+    for extra in itertools.combinations(free, problem.p - len(fixed)):
+        sites = np.asarray(sorted(fixed | set(extra)), dtype=np.int64)
+        best = max(best, problem.objective(sites))
+    return float(best)
+
+
+@pytest.fixture(scope="session")
+def optimum() -> Callable[[CoverageProblem], float]:
+    return brute_force
+
+
+def need(module: str) -> ModuleType:
+    """Import a test dependency, or skip (fail under ANWANG_REQUIRE_SERVICES=1)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        msg = f"test dependency {module!r} is not installed ({exc}); pip install -e '.[test]'"
+        if os.environ.get("ANWANG_REQUIRE_SERVICES", "") not in ("", "0", "false"):
+            pytest.fail(msg + " (ANWANG_REQUIRE_SERVICES=1)", pytrace=False)
+        pytest.skip(msg)
+
+
+@pytest.fixture(scope="session", name="need")
+def need_fixture() -> Callable[[str], ModuleType]:
+    """``need("spopt.locate")`` inside a test: the module, or a skip naming it."""
+    return need

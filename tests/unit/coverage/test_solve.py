@@ -1,0 +1,160 @@
+"""optimize() with HiGHS and with solver doubles; the model; HighsSolver's options."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.spatial import cKDTree
+
+from anwang.core.errors import ValidationFailed
+from anwang.coverage import (
+    CoverageProblem,
+    HighsSolver,
+    MipModel,
+    MipResult,
+    MipStatus,
+    SolveStatus,
+    identity,
+    mclp_model,
+    optimize,
+    reduce,
+)
+from anwang.coverage.solve import FloatArray
+
+
+def instance(seed: int, n: int = 600, m: int = 80, p: int = 8, **kw: object) -> CoverageProblem:
+    rng = np.random.default_rng(seed)
+    pts, sites = rng.random((n, 2)) * 10, rng.random((m, 2)) * 10
+    d = np.hypot(pts[:, None, 0] - sites[None, :, 0], pts[:, None, 1] - sites[None, :, 1])
+    return CoverageProblem(sp.csr_array(d < 1.2), rng.integers(1, 9, n), p, **kw)  # type: ignore[arg-type]
+
+
+class NoSolution:
+    """A solver that gives up at once, without a solution or a bound."""
+
+    def solve(
+        self, model: MipModel, *, start: FloatArray | None = None, time_limit_s: float | None = None
+    ) -> MipResult:
+        return MipResult(MipStatus.STOPPED, None, None, math.inf, 0.0)
+
+
+class WorseIncumbent:
+    """A solver hitting its time limit with an incumbent worse than the warm start."""
+
+    def __init__(self) -> None:
+        self.start: FloatArray | None = None
+        self.limit: float | None = None
+
+    def solve(
+        self, model: MipModel, *, start: FloatArray | None = None, time_limit_s: float | None = None
+    ) -> MipResult:
+        self.start, self.limit = start, time_limit_s
+        assert start is not None
+        worse = start.copy()
+        worse[:] = 0.0
+        worse[0] = 1.0  # one site: never better than greedy, whose first pick is the best one
+        return MipResult(MipStatus.TIME_LIMIT, worse, model.offset, 1e12, 0.01)
+
+
+def test_optimize_reports_a_consistent_result() -> None:
+    prob = instance(1)
+    res = optimize(prob, time_limit_s=20)
+    assert res.status is SolveStatus.OPTIMAL
+    assert res.sites.size == prob.p
+    assert res.objective == prob.objective(res.sites)
+    assert res.bound >= res.objective
+    assert res.gap <= 1e-3
+    assert res.covered_share == pytest.approx(res.covered_weight / prob.total_weight)
+    assert res.reduction.rows <= prob.n_demand
+    d = res.as_dict()
+    assert set(d) >= {"objective", "bound", "gap", "status", "seconds", "sites"}
+    assert d["status"] == "optimal" and d["sites"] == res.sites.tolist()
+
+
+def test_the_heuristic_siting_stands_when_the_solver_has_nothing() -> None:
+    prob = instance(2)
+    res = optimize(prob, solver=NoSolution())
+    assert res.status is SolveStatus.STOPPED
+    assert res.source == "heuristic"
+    assert res.objective == res.heuristic_objective
+    assert math.isfinite(res.bound) and res.bound >= res.objective  # the submodular bound
+
+
+def test_a_worse_mip_incumbent_does_not_replace_the_heuristic() -> None:
+    prob = instance(3)
+    solver = WorseIncumbent()
+    res = optimize(prob, solver=solver, time_limit_s=30)
+    assert res.status is SolveStatus.TIME_LIMIT
+    assert res.source == "heuristic"
+    assert res.objective == res.heuristic_objective
+    assert solver.limit is not None and 0 < solver.limit <= 30
+    # the solver's bound (1e12) is looser than the heuristic's own: the tighter one is kept
+    assert res.bound < 1e12
+
+
+def test_time_limit_is_respected() -> None:
+    # one dense cluster: hard enough that HiGHS is still at its root node when time is up
+    rng = np.random.default_rng(4)
+    pts, sites = rng.normal(0, 4, size=(8000, 2)), rng.normal(0, 4, size=(800, 2))
+    reach = cKDTree(sites).query_ball_point(pts, 1.2)
+    rows = np.repeat(np.arange(8000), [len(r) for r in reach])
+    cols = np.concatenate([np.asarray(r, dtype=np.int64) for r in reach])
+    cover = sp.csr_array((np.ones(rows.size, dtype=bool), (rows, cols)), shape=(8000, 800))
+    prob = CoverageProblem(cover, rng.integers(1, 9, 8000), 40)
+    t0 = time.perf_counter()
+    res = optimize(prob, time_limit_s=1.5)
+    assert time.perf_counter() - t0 < 4.0
+    assert res.status is SolveStatus.TIME_LIMIT
+    assert res.sites.size == 40
+    assert math.isfinite(res.bound) and res.bound >= res.objective
+    assert res.gap == (res.bound - res.objective) / res.objective
+
+
+def test_the_model_is_built_whole_and_sized_as_formulated() -> None:
+    prob = instance(5, backup_weight=0.5, fixed=[3])
+    for red in (identity(prob), reduce(prob)):
+        model = mclp_model(red)
+        n, m = red.n_rows, red.n_cols
+        assert model.matrix.shape == (n + 1, m + 2 * n)
+        assert model.matrix.nnz == red.cover.nnz + 2 * n + m
+        assert model.integer.sum() == m
+        assert np.all(model.col_lower[red.fixed_cols] == 1)
+    plain = mclp_model(reduce(instance(5)))
+    assert plain.matrix.shape[1] == plain.matrix.shape[0] - 1 + plain.integer.sum()
+
+
+def test_fixed_sites_and_backup_through_highs() -> None:
+    prob = instance(6, fixed=[0, 1], backup_weight=0.3, p=6)
+    res = optimize(prob, solver=HighsSolver(mip_rel_gap=0.0), time_limit_s=20)
+    assert {0, 1} <= set(res.sites.tolist())
+    assert res.status is SolveStatus.OPTIMAL
+    unreduced = optimize(prob, solver=HighsSolver(mip_rel_gap=0.0), reduce=False)
+    assert unreduced.objective == res.objective
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"time_limit_s": 0}, "time_limit_s"),
+        ({"time_limit_s": math.inf}, "time_limit_s"),
+        ({"mip_rel_gap": -1.0}, "mip_rel_gap"),
+        ({"threads": 0}, "threads"),
+        ({"lp_solver": "barrier"}, "lp_solver"),
+    ],
+)
+def test_highs_solver_rejects_bad_options(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationFailed) as exc:
+        HighsSolver(**kwargs)  # type: ignore[arg-type]
+    assert exc.value.errors[0].field == field
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"time_limit_s": 0}, {"time_limit_s": math.nan}, {"search_share": 1.0}]
+)
+def test_optimize_rejects_bad_options(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValidationFailed):
+        optimize(instance(7), **kwargs)  # type: ignore[arg-type]
