@@ -1,0 +1,142 @@
+"""Tables of the checkpoints package: the registry, plate reads and outages.
+
+The rules that fill them live in :mod:`anwang.checkpoints.service`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    DDL,
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    event,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from anwang.core.db import Base
+from anwang.core.scope import JurisdictionScoped
+
+
+class Checkpoint(JurisdictionScoped, Base):
+    """A fixed or mobile camera site that reads plates.
+
+    ``jurisdiction_code`` is the finest jurisdiction containing (``lon``, ``lat``), found
+    when the checkpoint is registered or moved; it is what scopes the checkpoint and its
+    reads. A checkpoint is never deleted (its reads and alerts refer to it): it is
+    deactivated, and an inactive checkpoint's reads are refused.
+
+    ``last_read_at`` is the capture time of the newest read stored for it. When it is
+    older than ``silence_threshold_s`` the checkpoint is *offline*; ``offline_since``
+    holds the moment that was detected (the start of the current outage is in
+    :class:`CheckpointOutage`), and is cleared when reads resume. A checkpoint that never
+    sent a read is not counted as offline (its health says ``never``).
+    """
+
+    __tablename__ = "checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    #: One of :data:`anwang.checkpoints.schemas.CheckpointKind`.
+    kind: Mapped[str] = mapped_column(String(30), index=True)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    #: The directions the cameras cover, a list drawn from ``["in", "out"]``.
+    directions: Mapped[list[str]] = mapped_column(JSON)
+    lanes: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: Seconds without a read after which the checkpoint counts as offline.
+    silence_threshold_s: Mapped[int] = mapped_column(Integer)
+    last_read_at: Mapped[datetime | None]
+    offline_since: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class CheckpointOutage(Base):
+    """One period in which a checkpoint sent nothing: from its last read before the
+    silence (``started_at``) until the first read after it (``ended_at``, None while it
+    lasts). Searches use it to say "no data" rather than "no hit" for that time."""
+
+    __tablename__ = "checkpoint_outages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_code: Mapped[str] = mapped_column(
+        String(40), ForeignKey("checkpoints.code"), index=True
+    )
+    started_at: Mapped[datetime]
+    detected_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class PlateRead(JurisdictionScoped, Base):
+    """One plate read, as accepted and normalised by ingestion.
+
+    ``id`` is the device's id for the read or, when it sent none, one derived from
+    checkpoint, capture time, plate and lane (:func:`anwang.checkpoints.service.read_id`),
+    so that a retried batch inserts nothing twice. ``lat``/``lon`` and
+    ``jurisdiction_code`` are the checkpoint's at the time of the read (a mobile
+    checkpoint moves). ``hit`` is set when the read matched the watch list; reads with
+    ``hit = false`` are purged after the retention window, the others are kept for the
+    alerts that refer to them.
+
+    Indexes: ``(plate, captured_at)`` serves exact-plate searches in a time window and,
+    on SQLite, the prefix range of partial patterns; ``captured_at`` serves the purge and
+    area searches; ``(checkpoint_code, captured_at)`` serves health and checkpoint
+    searches. ``ix_plate_reads_plate_trgm`` is a ``pg_trgm`` GIN index on PostgreSQL, for
+    partial patterns (``LIKE '%D1_3%'``); SQLite has no such index type, and there the
+    same declaration is a partial index over no rows (``WHERE 0``), so that one table
+    definition (and one migration) serves both databases and costs SQLite nothing.
+    """
+
+    __tablename__ = "plate_reads"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    checkpoint_code: Mapped[str] = mapped_column(String(40), ForeignKey("checkpoints.code"))
+    captured_at: Mapped[datetime] = mapped_column(index=True)
+    received_at: Mapped[datetime]
+    #: The normalised plate text (:func:`anwang.checkpoints.plates.normalise`).
+    plate: Mapped[str] = mapped_column(String(16))
+    #: The plate's kind by the plate rules (``ordinary``, ``new_energy_small``, ...).
+    plate_kind: Mapped[str | None] = mapped_column(String(30))
+    plate_color: Mapped[str | None] = mapped_column(String(12))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    lane: Mapped[int | None] = mapped_column(Integer)
+    direction: Mapped[str] = mapped_column(String(3))
+    vehicle: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    image_ref: Mapped[str | None] = mapped_column(String(500))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    hit: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        Index("ix_plate_reads_plate_captured_at", "plate", "captured_at"),
+        Index("ix_plate_reads_checkpoint_code_captured_at", "checkpoint_code", "captured_at"),
+        Index(
+            "ix_plate_reads_plate_trgm",
+            "plate",
+            postgresql_using="gin",
+            postgresql_ops={"plate": "gin_trgm_ops"},
+            sqlite_where=text("0"),
+        ),
+    )
+
+
+# ``Base.metadata.create_all`` (tests) needs the extension before the GIN index; the
+# migration creates it too.
+event.listen(
+    PlateRead.__table__,
+    "before_create",
+    DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm").execute_if(  # type: ignore[no-untyped-call]
+        dialect="postgresql"
+    ),
+)

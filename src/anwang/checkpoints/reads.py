@@ -1,0 +1,518 @@
+"""Taking plate reads in and storing them, once.
+
+How a read travels (``docs/architecture.md``, "How a plate read becomes an alert"):
+
+1. :func:`ingest_reads` (``POST /api/v1/reads``, ``anwang import reads``) validates each
+   read on its own, normalises the plate, gives the read its id (:func:`read_id`), finds
+   which reads are already stored, counts the new reads' watch-list hits, and publishes
+   the new reads as ``read_batch.received`` events after the commit.
+2. :func:`store_reads` (the ``checkpoints.store_reads`` consumer) bulk-inserts them with
+   ``ON CONFLICT DO NOTHING`` on the id, moves the checkpoints' ``last_read_at`` forward
+   (ending their outages), matches the reads that were really inserted against the watch
+   list and hands their hits to the alerts package. A redelivered or retried batch
+   inserts nothing and so raises nothing.
+
+The watch-list and alerts packages are reached lazily through their service modules
+(:func:`match_reads`): they depend on :class:`~anwang.checkpoints.facts.ReadFacts`, not
+the other way round.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from anwang.checkpoints import events as ev
+from anwang.checkpoints import plates
+from anwang.checkpoints.facts import ReadFacts
+from anwang.checkpoints.models import Checkpoint
+from anwang.checkpoints.schemas import ReadIn, Rejection
+from anwang.checkpoints.service import (
+    _CHECKPOINTS,
+    _READS,
+    _chunks,
+    _now,
+    end_outages,
+)
+from anwang.core.db import OutboxEntry, publish_after_commit
+from anwang.core.errors import ValidationFailed
+from anwang.core.events import Event, EventContext
+
+#: Largest batch of reads one request (or one chunk of an import) may carry.
+MAX_BATCH = 10_000
+#: A read captured further ahead than this (device clocks drift) is refused.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+#: Namespace of the UUIDv5 ids derived for reads sent without an id.
+READ_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://anwang.invalid/checkpoints/plate-read")
+
+
+def _upsert_insert(session: Session) -> Any:
+    """The dialect's ``insert`` (it has ``on_conflict_do_nothing``)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert
+
+
+# =====================================================================================
+# Ingestion
+# =====================================================================================
+
+
+def read_id(*, checkpoint: str, captured_at: datetime, plate: str, lane: int | None) -> str:
+    """The id of a read sent without one: a UUIDv5 over the checkpoint code, the capture
+    instant in UTC to the microsecond, the normalised plate and the lane.
+
+    The same read sent again — in any UTC offset, with the plate spelt with full-width
+    characters or spaces — gets the same id, which is what lets storage drop it.
+    """
+    if captured_at.tzinfo is None:
+        raise ValueError("captured_at must be timezone-aware")
+    instant = captured_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    name = "\x1f".join(
+        (checkpoint, instant, plates.normalise(plate), "" if lane is None else str(lane))
+    )
+    return str(uuid.uuid5(READ_NAMESPACE, name))
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a read takes from its checkpoint at the time it is received."""
+
+    name: str
+    kind: str
+    lat: float
+    lon: float
+    jurisdiction_code: str | None
+
+    @classmethod
+    def of(cls, cp: Checkpoint) -> CheckpointInfo:
+        return cls(cp.name, cp.kind, cp.lat, cp.lon, cp.jurisdiction_code)
+
+
+@dataclass(frozen=True)
+class ValidRead:
+    id: str
+    checkpoint: str
+    captured_at: datetime
+    plate: str
+    plate_kind: str
+    plate_color: str | None
+    confidence: float | None
+    lane: int | None
+    direction: str
+    vehicle: dict[str, Any] | None
+    image_ref: str | None
+
+
+@dataclass(frozen=True)
+class ReadBatch:
+    """Valid reads with the checkpoints they came through: the payload of a
+    ``read_batch.received`` event and the input of :func:`store_reads`."""
+
+    received_at: datetime
+    source: str
+    checkpoints: dict[str, CheckpointInfo]
+    reads: list[ValidRead]
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "received_at": self.received_at.isoformat(),
+            "source": self.source,
+            "checkpoints": {
+                code: {"name": c.name, "kind": c.kind, "lat": c.lat, "lon": c.lon,
+                       "jurisdiction_code": c.jurisdiction_code}
+                for code, c in self.checkpoints.items()
+            },
+            "reads": [
+                {
+                    "id": r.id, "checkpoint": r.checkpoint,
+                    "captured_at": r.captured_at.isoformat(), "plate": r.plate,
+                    "plate_kind": r.plate_kind, "plate_color": r.plate_color,
+                    "confidence": r.confidence, "lane": r.lane, "direction": r.direction,
+                    "vehicle": r.vehicle, "image_ref": r.image_ref,
+                }
+                for r in self.reads
+            ],
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> ReadBatch:
+        return cls(
+            received_at=datetime.fromisoformat(payload["received_at"]).astimezone(UTC),
+            source=str(payload.get("source", "")),
+            checkpoints={
+                code: CheckpointInfo(
+                    str(c["name"]), str(c["kind"]), float(c["lat"]), float(c["lon"]),
+                    c.get("jurisdiction_code"),
+                )
+                for code, c in payload["checkpoints"].items()
+            },
+            reads=[
+                ValidRead(
+                    id=r["id"], checkpoint=r["checkpoint"],
+                    captured_at=datetime.fromisoformat(r["captured_at"]).astimezone(UTC),
+                    plate=r["plate"], plate_kind=r["plate_kind"], plate_color=r["plate_color"],
+                    confidence=r["confidence"], lane=r["lane"], direction=r["direction"],
+                    vehicle=r["vehicle"], image_ref=r["image_ref"],
+                )
+                for r in payload["reads"]
+            ],
+        )
+
+    def split(self, size: int) -> list[ReadBatch]:
+        """Batches of at most ``size`` reads, each with only its own checkpoints."""
+        out = []
+        for part in _chunks(self.reads, size):
+            codes = {r.checkpoint for r in part}
+            out.append(replace(
+                self, reads=list(part),
+                checkpoints={c: i for c, i in self.checkpoints.items() if c in codes},
+            ))
+        return out
+
+    def facts(self) -> list[ReadFacts]:
+        out = []
+        for r in self.reads:
+            c = self.checkpoints[r.checkpoint]
+            out.append(ReadFacts(
+                read_id=r.id, checkpoint_code=r.checkpoint, checkpoint_name=c.name,
+                checkpoint_kind=c.kind, direction=r.direction, lane=r.lane,
+                captured_at=r.captured_at, plate=r.plate, plate_color=r.plate_color,
+                confidence=r.confidence, lat=c.lat, lon=c.lon,
+                jurisdiction_code=c.jurisdiction_code, vehicle=r.vehicle,
+                image_ref=r.image_ref,
+            ))
+        return out
+
+
+class Malformed:
+    """An NDJSON line that is not JSON; rejected as ``malformed_json``."""
+
+    __slots__ = ("detail",)
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+
+
+@dataclass
+class IngestReport:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    alerts: int = 0
+    #: The accepted reads (new ones only), as stored by :func:`store_reads`.
+    batch: ReadBatch | None = None
+
+
+_CUSTOM_CODES = frozenset({
+    "invalid_captured_at", "captured_at_no_offset", "confidence_out_of_range",
+    "invalid_confidence",
+})
+_FIELD_CODES = {
+    "id": "invalid_id", "checkpoint": "invalid_checkpoint", "plate": "invalid_plate",
+    "plate_color": "invalid_plate_color", "lane": "invalid_lane",
+    "direction": "invalid_direction", "vehicle": "invalid_vehicle",
+    "image_ref": "invalid_image_ref", "captured_at": "invalid_captured_at",
+    "confidence": "invalid_confidence",
+}
+
+
+def _rejection(index: int, exc: ValidationError) -> Rejection:
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    loc = [str(p) for p in first["loc"]]
+    top = loc[0] if loc else ""
+    if first["type"] in _CUSTOM_CODES:
+        code = first["type"]
+    elif first["type"] == "missing":
+        code = "missing_field"
+    elif first["type"] == "extra_forbidden":
+        code = "invalid_vehicle" if top == "vehicle" else "unknown_field"
+    else:
+        code = _FIELD_CODES.get(top, "invalid_read")
+    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'read'}: {e['msg']}"
+                       for e in errors)
+    return Rejection(index=index, code=code, detail=detail[:500])
+
+
+def validate_reads(
+    items: Sequence[Any],
+    *,
+    checkpoints: Mapping[str, Checkpoint | CheckpointInfo | None],
+    active: Mapping[str, bool],
+    now: datetime,
+    retention: timedelta,
+    rules: plates.PlateRules = plates.MAINLAND_CN,
+) -> tuple[list[tuple[int, ValidRead]], list[Rejection]]:
+    """Each item on its own: the valid reads (with their index) and the rejections.
+
+    ``checkpoints`` maps every code the caller could see to its row (a code missing or
+    mapped to None is unknown); ``active`` says which of them take reads.
+    """
+    valid: list[tuple[int, ValidRead]] = []
+    rejected: list[Rejection] = []
+    latest = now + FUTURE_TOLERANCE
+    oldest = now - retention
+    for i, item in enumerate(items):
+        if isinstance(item, Malformed):
+            rejected.append(Rejection(index=i, code="malformed_json", detail=item.detail))
+            continue
+        if not isinstance(item, dict):
+            rejected.append(Rejection(index=i, code="not_an_object",
+                                      detail="each read is a JSON object"))
+            continue
+        try:
+            read = ReadIn.model_validate(item)
+        except ValidationError as exc:
+            rejected.append(_rejection(i, exc))
+            continue
+        if checkpoints.get(read.checkpoint) is None:
+            rejected.append(Rejection(
+                index=i, code="unknown_checkpoint",
+                detail=f"no checkpoint {read.checkpoint!r} (in this key's jurisdiction)"))
+            continue
+        if not active.get(read.checkpoint, False):
+            rejected.append(Rejection(index=i, code="inactive_checkpoint",
+                                      detail=f"checkpoint {read.checkpoint!r} is deactivated"))
+            continue
+        if read.captured_at > latest:
+            rejected.append(Rejection(
+                index=i, code="captured_at_in_future",
+                detail=f"captured_at is more than {int(FUTURE_TOLERANCE.total_seconds() // 60)} "
+                       "minutes ahead of the server's clock"))
+            continue
+        if read.captured_at < oldest:
+            rejected.append(Rejection(
+                index=i, code="captured_at_too_old",
+                detail="captured_at is older than the retention window "
+                       f"({int(retention.total_seconds() // 3600)} h)"))
+            continue
+        try:
+            plate = plates.parse(read.plate, rules)
+        except plates.InvalidPlate as exc:
+            rejected.append(Rejection(index=i, code="invalid_plate", detail=exc.reason))
+            continue
+        vehicle = read.vehicle.model_dump(exclude_none=True) if read.vehicle else None
+        valid.append((i, ValidRead(
+            id=read.id or read_id(checkpoint=read.checkpoint, captured_at=read.captured_at,
+                                  plate=plate.text, lane=read.lane),
+            checkpoint=read.checkpoint, captured_at=read.captured_at, plate=plate.text,
+            plate_kind=plate.kind,
+            plate_color=str(read.plate_color) if read.plate_color else None,
+            confidence=read.confidence, lane=read.lane, direction=str(read.direction),
+            vehicle=vehicle or None, image_ref=read.image_ref,
+        )))
+    return valid, rejected
+
+
+def existing_read_ids(session: Session, *, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` are stored (city-wide: ids are global)."""
+    table = _READS
+    found: set[str] = set()
+    for part in _chunks(list(ids)):
+        found.update(session.scalars(select(table.c.id).where(table.c.id.in_(part))))
+    return found
+
+
+def _watchlist_service() -> Any | None:
+    """The watch-list service, or None while that package has none (then nothing
+    matches). Imported lazily: the watch list depends on this package's facts, not the
+    other way round."""
+    if importlib.util.find_spec("anwang.watchlist.service") is None:
+        return None
+    return importlib.import_module("anwang.watchlist.service")
+
+
+def _alerts_service() -> Any | None:
+    if importlib.util.find_spec("anwang.alerts.service") is None:
+        return None
+    return importlib.import_module("anwang.alerts.service")
+
+
+def match_reads(session: Session, *, facts: list[ReadFacts]) -> list[tuple[ReadFacts, list[Any]]]:
+    """The reads among ``facts`` that hit the watch list, with their hits."""
+    if not facts:
+        return []
+    watchlist = _watchlist_service()
+    if watchlist is None:
+        return []
+    result: list[tuple[ReadFacts, list[Any]]] = watchlist.match_reads(session, reads=facts)
+    return result
+
+
+def _publish_once(session: Session, event: Event) -> bool:
+    """Queue ``event`` unless an event with its id is already waiting in the outbox (a
+    retry of a batch whose first event has not been published yet)."""
+    if session.get(OutboxEntry, event.id) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            publish_after_commit(session, event)
+            session.flush()
+    except IntegrityError:
+        # A concurrent retry queued the same event first; ours is not needed.
+        queued: list[Event] = session.info.get("outbox", [])
+        session.info["outbox"] = [e for e in queued if e is not event]
+        return False
+    return True
+
+
+def ingest_reads(
+    session: Session,
+    *,
+    items: Sequence[Any],
+    source: str,
+    retention_hours: int,
+    now: datetime | None = None,
+    publish: bool = True,
+    correlation_id: str | None = None,
+) -> IngestReport:
+    """Validate a batch, find the new reads, count their watch-list hits and (when
+    ``publish``) queue them for storage as ``read_batch.received`` events.
+
+    ``items`` are decoded JSON values (or :class:`Malformed` lines). Checkpoints are
+    looked up in the session's scope, so a device key of one district cannot post for
+    another district's checkpoints. ``alerts`` counts the new reads with at least one
+    hit; the alerts themselves are raised by :func:`store_reads`. Nothing is written
+    here but the outbox rows of the events.
+    """
+    if len(items) > MAX_BATCH:
+        raise ValidationFailed.on("reads", f"at most {MAX_BATCH} reads per batch",
+                                  code="anwang.checkpoints.batch_too_large")
+    now = _now(now)
+    codes = {
+        item["checkpoint"] for item in items
+        if isinstance(item, dict) and isinstance(item.get("checkpoint"), str)
+    }
+    found: dict[str, Checkpoint] = {}
+    for part in _chunks(sorted(codes)):
+        found.update(
+            (cp.code, cp) for cp in session.scalars(
+                select(Checkpoint).where(Checkpoint.code.in_(part))
+            )
+        )
+    valid, rejected = validate_reads(
+        items, checkpoints=found, active={c: cp.active for c, cp in found.items()},
+        now=now, retention=timedelta(hours=retention_hours),
+    )
+    report = IngestReport(rejected=rejected)
+    stored = existing_read_ids(session, ids=[r.id for _, r in valid])
+    new: list[ValidRead] = []
+    seen: set[str] = set()
+    for _, r in valid:
+        if r.id in stored or r.id in seen:
+            report.duplicates += 1
+            continue
+        seen.add(r.id)
+        new.append(r)
+    report.accepted = len(new)
+    batch = ReadBatch(
+        received_at=now, source=source,
+        checkpoints={c: CheckpointInfo.of(found[c]) for c in {r.checkpoint for r in new}},
+        reads=new,
+    )
+    report.batch = batch
+    if not new:
+        return report
+    report.alerts = len(match_reads(session, facts=batch.facts()))
+    if publish:
+        for piece in batch.split(ev.READS_PER_EVENT):
+            _publish_once(session, Event(
+                id=ev.batch_event_id(r.id for r in piece.reads),
+                name=ev.READ_BATCH_RECEIVED,
+                source=source,
+                audience=ev.NOBODY,
+                context=EventContext(correlation_id=correlation_id, actor=source),
+                payload=piece.to_payload(),
+            ))
+    return report
+
+
+# =====================================================================================
+# Storage (the consumer)
+# =====================================================================================
+
+
+@dataclass
+class StoreReport:
+    inserted: int = 0
+    hits: int = 0
+    alerts: int = 0
+    came_online: list[str] = field(default_factory=list)
+
+
+def store_reads(
+    session: Session, *, batch: ReadBatch, now: datetime | None = None,
+    cause: Event | None = None,
+) -> StoreReport:
+    """Store a batch, once: insert (duplicates ignored), move the checkpoints'
+    ``last_read_at`` forward (ending their outages), and for each read that was really
+    inserted ask the watch list for hits and the alerts package to raise them."""
+    now = _now(now)
+    report = StoreReport()
+    if not batch.reads:
+        return report
+    table = _READS
+    rows: list[dict[str, Any]] = []
+    for r in batch.reads:
+        c = batch.checkpoints[r.checkpoint]
+        rows.append({
+            "id": r.id, "checkpoint_code": r.checkpoint, "captured_at": r.captured_at,
+            "received_at": batch.received_at, "plate": r.plate, "plate_kind": r.plate_kind,
+            "plate_color": r.plate_color, "confidence": r.confidence, "lane": r.lane,
+            "direction": r.direction, "vehicle": r.vehicle, "image_ref": r.image_ref,
+            "lat": c.lat, "lon": c.lon, "jurisdiction_code": c.jurisdiction_code,
+            "hit": False,
+        })
+    # In id order, so that two workers storing overlapping batches take the unique
+    # index's locks in the same order and cannot deadlock (PostgreSQL).
+    rows.sort(key=lambda row: str(row["id"]))
+    insert = _upsert_insert(session)
+    stmt = insert(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+    inserted: set[str] = set()
+    for part in _chunks(rows, 1000):
+        inserted.update(session.execute(stmt, list(part)).scalars())
+    report.inserted = len(inserted)
+    if not inserted:
+        return report
+    new = [r for r in batch.reads if r.id in inserted]
+
+    newest: dict[str, datetime] = {}
+    for r in new:
+        if r.checkpoint not in newest or r.captured_at > newest[r.checkpoint]:
+            newest[r.checkpoint] = r.captured_at
+    cps = _CHECKPOINTS
+    for code, at in sorted(newest.items()):
+        session.execute(
+            update(cps).where(
+                cps.c.code == code, or_(cps.c.last_read_at.is_(None), cps.c.last_read_at < at)
+            ).values(last_read_at=at)
+        )
+    report.came_online = end_outages(session, codes=sorted(newest), now=now, cause=cause)
+
+    fresh = replace(batch, reads=new)
+    hits = match_reads(session, facts=fresh.facts())
+    if hits:
+        hit_ids = sorted(facts.read_id for facts, _ in hits)
+        for part in _chunks(hit_ids):
+            session.execute(update(table).where(table.c.id.in_(part)).values(hit=True))
+        report.hits = len(hits)
+        alerts = _alerts_service()
+        if alerts is not None:
+            for facts, read_hits in hits:
+                report.alerts += int(alerts.raise_for_hits(session, read=facts, hits=read_hits))
+    return report

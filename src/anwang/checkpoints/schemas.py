@@ -1,0 +1,334 @@
+"""Shapes of the checkpoints API: checkpoints, plate reads, ingestion reports, searches.
+
+A plate read (:class:`ReadIn`) is validated on its own: a batch keeps every valid read
+and reports each invalid one with its index and a stable ``code`` (the codes are listed
+in :data:`REJECTION_CODES` and in ``docs/api.md``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
+
+
+class CheckpointKind(StrEnum):
+    POLICE_CHECKPOINT = "police_checkpoint"
+    MOBILE_CHECKPOINT = "mobile_checkpoint"
+    PROVINCE_BORDER = "province_border"
+    CITY_BORDER = "city_border"
+    TOLL_STATION = "toll_station"
+    ROAD = "road"
+
+
+class Direction(StrEnum):
+    """Relative to the city (border entrances) or to the checkpoint's area."""
+
+    IN = "in"
+    OUT = "out"
+
+
+class PlateColor(StrEnum):
+    BLUE = "blue"
+    YELLOW = "yellow"
+    GREEN = "green"
+    YELLOW_GREEN = "yellow_green"
+    WHITE = "white"
+    BLACK = "black"
+
+
+class HealthStatus(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    #: Registered, but no read has ever been stored.
+    NEVER = "never"
+    INACTIVE = "inactive"
+
+
+#: Letters, digits, ``-``, ``_`` and ``.``; starts with a letter or digit.
+CHECKPOINT_CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
+CheckpointCode = Annotated[str, StringConstraints(pattern=CHECKPOINT_CODE)]
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Lanes = Annotated[int, Field(ge=1, le=32)]
+#: One minute to one week.
+SilenceThreshold = Annotated[int, Field(ge=60, le=7 * 24 * 3600)]
+DEFAULT_SILENCE_S = 900
+
+
+def _directions(value: list[Direction]) -> list[Direction]:
+    if len(set(value)) != len(value):
+        raise ValueError("each direction at most once")
+    return sorted(value, key=lambda d: d.value)
+
+
+class CheckpointCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: CheckpointCode
+    name: Name
+    kind: CheckpointKind
+    lat: Latitude
+    lon: Longitude
+    directions: list[Direction] = Field(
+        default_factory=lambda: [Direction.IN, Direction.OUT], min_length=1, max_length=2
+    )
+    lanes: Lanes = 2
+    active: bool = True
+    silence_threshold_s: SilenceThreshold = DEFAULT_SILENCE_S
+
+    _check_directions = field_validator("directions")(_directions)
+
+
+class CheckpointUpdate(BaseModel):
+    """A JSON merge patch: the fields given are changed, the others kept. The code is the
+    checkpoint's identity and cannot change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    kind: CheckpointKind | None = None
+    lat: Latitude | None = None
+    lon: Longitude | None = None
+    directions: list[Direction] | None = Field(default=None, min_length=1, max_length=2)
+    lanes: Lanes | None = None
+    active: bool | None = None
+    silence_threshold_s: SilenceThreshold | None = None
+
+    @field_validator("directions")
+    @classmethod
+    def _check_directions(cls, value: list[Direction] | None) -> list[Direction] | None:
+        return None if value is None else _directions(value)
+
+
+class CheckpointOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    code: str
+    name: str
+    kind: str
+    lat: float
+    lon: float
+    directions: list[str]
+    lanes: int
+    active: bool
+    silence_threshold_s: int
+    jurisdiction_code: str | None
+    last_read_at: datetime | None
+    offline_since: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class HourCount(BaseModel):
+    #: Start of the hour (UTC).
+    hour: datetime
+    count: int
+
+
+class OutageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    started_at: datetime
+    detected_at: datetime
+    ended_at: datetime | None
+
+
+class CheckpointHealth(BaseModel):
+    code: str
+    name: str
+    kind: str
+    lat: float
+    lon: float
+    jurisdiction_code: str | None
+    active: bool
+    status: HealthStatus
+    last_read_at: datetime | None
+    offline_since: datetime | None
+    silence_threshold_s: int
+    reads_last_hour: int
+    reads_24h: int
+    #: The last 24 whole hours and the current one, oldest first (only in the detail).
+    reads_per_hour: list[HourCount] | None = None
+    outages: list[OutageOut] | None = None
+
+
+# --- plate reads ------------------------------------------------------------------------
+
+#: Every ``code`` a rejected read can carry.
+REJECTION_CODES: dict[str, str] = {
+    "malformed_json": "an NDJSON line that is not JSON",
+    "not_an_object": "the item is not a JSON object",
+    "missing_field": "a required field is missing",
+    "unknown_field": "a field that reads do not have",
+    "invalid_id": "the id is not 1-64 letters, digits or . _ : -",
+    "invalid_checkpoint": "the checkpoint code is not a code",
+    "unknown_checkpoint": "no such checkpoint (in the key's jurisdiction)",
+    "inactive_checkpoint": "the checkpoint is deactivated",
+    "invalid_captured_at": "not an RFC 3339 date-time",
+    "captured_at_no_offset": "a date-time without a UTC offset",
+    "captured_at_in_future": "more than 5 minutes in the future",
+    "captured_at_too_old": "older than the retention window: it could not be kept",
+    "invalid_plate": "empty or impossible plate (the detail names the rule)",
+    "invalid_plate_color": "not one of the plate colours",
+    "confidence_out_of_range": "confidence outside 0..1",
+    "invalid_confidence": "confidence is not a number",
+    "invalid_lane": "lane is not an integer 0..99",
+    "invalid_direction": "direction is not in or out",
+    "invalid_vehicle": "vehicle is not {type, colour, make} of short strings",
+    "invalid_image_ref": "image_ref is not a string of at most 500 characters",
+}
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)?$"
+)
+READ_ID = r"^[A-Za-z0-9._:-]{1,64}$"
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=40)]
+
+
+def parse_rfc3339(value: Any) -> datetime:
+    """An RFC 3339 date-time with its offset, as UTC. Fractions beyond microseconds are
+    cut. Without an offset (``2026-11-28T08:00:00``) it is refused: the same text means
+    different instants in different places."""
+    if not isinstance(value, str):
+        raise PydanticCustomError("invalid_captured_at", "must be an RFC 3339 date-time string")
+    m = _RFC3339.match(value)
+    if m is None:
+        raise PydanticCustomError("invalid_captured_at", "not an RFC 3339 date-time")
+    year, month, day, hour, minute, second, frac, offset = m.groups()
+    if offset is None:
+        raise PydanticCustomError(
+            "captured_at_no_offset", "the date-time needs a UTC offset (Z or +08:00)"
+        )
+    micro = int((frac or "0")[:6].ljust(6, "0"))
+    try:
+        if offset in ("Z", "z"):
+            tz: timezone = UTC
+        else:
+            sign = 1 if offset[0] == "+" else -1
+            hh, mm = int(offset[1:3]), int(offset[4:6])
+            if hh > 23 or mm > 59:
+                raise ValueError("offset out of range")
+            tz = timezone(sign * timedelta(hours=hh, minutes=mm))
+        if int(second) == 60:  # a leap second is the last instant of its minute
+            second, micro = "59", 999_999
+        dt = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tz
+        )
+    except ValueError:
+        raise PydanticCustomError("invalid_captured_at", "not a valid date-time") from None
+    return dt.astimezone(UTC)
+
+
+class VehicleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: ShortText | None = None
+    colour: ShortText | None = None
+    make: ShortText | None = None
+
+
+class ReadIn(BaseModel):
+    """One plate read as a checkpoint sends it. ``captured_at`` is parsed to UTC; the
+    plate is checked against the plate rules by the service, not here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, StringConstraints(pattern=READ_ID)] | None = None
+    checkpoint: CheckpointCode
+    captured_at: datetime
+    plate: Annotated[str, StringConstraints(max_length=64)]
+    plate_color: PlateColor | None = None
+    confidence: float | None = None
+    lane: Annotated[int, Field(ge=0, le=99, strict=True)] | None = None
+    direction: Direction
+    vehicle: VehicleIn | None = None
+    image_ref: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+    @field_validator("captured_at", mode="before")
+    @classmethod
+    def _captured_at(cls, value: Any) -> datetime:
+        return parse_rfc3339(value)
+
+    @field_validator("confidence", mode="before")
+    @classmethod
+    def _confidence(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise PydanticCustomError("invalid_confidence", "confidence must be a number")
+        if not math.isfinite(value) or not 0 <= value <= 1:
+            raise PydanticCustomError("confidence_out_of_range", "confidence must be in 0..1")
+        return float(value)
+
+
+class Rejection(BaseModel):
+    #: Position of the read in the batch (0-based; NDJSON: among the non-blank lines).
+    index: int
+    code: str
+    detail: str
+
+
+class IngestOut(BaseModel):
+    """``accepted``: new reads taken for storage; ``duplicates``: reads already stored
+    (or repeated in the batch), stored once; ``alerts``: accepted reads that matched the
+    watch list (each raises or refreshes an alert)."""
+
+    accepted: int
+    duplicates: int
+    rejected: list[Rejection]
+    alerts: int
+
+
+class ReadOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    checkpoint_code: str
+    captured_at: datetime
+    plate: str
+    plate_kind: str | None
+    plate_color: str | None
+    confidence: float | None
+    lane: int | None
+    direction: str
+    vehicle: dict[str, Any] | None
+    image_ref: str | None
+    lat: float
+    lon: float
+    jurisdiction_code: str | None
+
+
+class CoverageStatus(StrEnum):
+    HIT = "hit"
+    NO_HIT = "no_hit"
+    #: Offline (or never heard from) during the window: absence of reads means nothing.
+    NO_DATA = "no_data"
+
+
+class Coverage(BaseModel):
+    checkpoint: str
+    name: str
+    status: CoverageStatus
+    outages: list[OutageOut]
+
+
+class SearchOut(BaseModel):
+    count: int
+    #: True when more reads matched than ``limit``: narrow the search.
+    truncated: bool
+    reads: list[ReadOut]
+    #: Checkpoints of the search's area (or the named one): hit, no hit or no data. A
+    #: search without checkpoint or area lists only those with hits or without data.
+    coverage: list[Coverage]
+
+
+class PurgeOut(BaseModel):
+    deleted: int
+    cutoff: datetime
