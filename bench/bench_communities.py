@@ -1,0 +1,600 @@
+"""Community devices over MQTT: intake throughput, message → alarm latency on the live
+feed, and offline detection — with 100,000 registered devices.
+
+Everything runs against a private Mosquitto (started here, on its own port, with an
+unbounded per-session queue) and a throw-away PostgreSQL database (the production
+storage; ``--db sqlite`` for the embedded one).
+
+throughput
+    Both consumers subscribe (persistent sessions), then ``--messages`` messages —
+    telemetry, heartbeats and occasional incidents of random devices, in the devices'
+    own formats (:mod:`anwang.communities.simulate`) — are published while they are
+    stopped. Then each drains the same backlog from the same broker: first the
+    **baseline**, a consumer on the same MQTT adapter whose handler discards the batch;
+    then the **intake**, parse → rules → state → alarms in one worker (its transactions
+    committed before each acknowledgement). Reported: messages per second of each, and
+    their ratio.
+latency
+    A real ``anwang serve`` process (embedded bus, so it runs the intake) on the same
+    database and broker; a publisher process sends ``--rate`` messages per second for
+    ``--seconds``, of which 20 per second are smoke alarms of devices that have none
+    open. An SSE client (another process) receives the ``alarm.raised`` events; latency
+    = receipt on the stream − publish time of the message that raised it.
+offline
+    Every device's deadline is set just past, then one offline scan finds and marks
+    them all and raises their maintenance alarms; timed, with the directory warm (as in
+    a running worker). Also the cost of a scan that finds nothing.
+
+Usage: python bench/bench_communities.py [--part all|throughput|latency|offline]
+       [--devices 100000] [--messages 200000] [--rate 5000] [--seconds 30]
+       [--db postgresql|sqlite] [--update-docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from perfdoc import machine, update_section
+from sqlalchemy import create_engine, insert, text, update
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN = os.environ.get("ANWANG_TEST_PG_URL",
+                          "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PASSWORD = "benchmark-password-1"
+KINDS = (("smoke_alarm", 0.35), ("charging_pile", 0.25), ("manhole_cover", 0.2),
+         ("throw_camera", 0.1), ("gate_sensor", 0.1))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    v = sorted(values)
+    return v[max(0, min(len(v) - 1, round(q / 100 * (len(v) - 1))))]
+
+
+# --- services -------------------------------------------------------------------------
+
+
+def start_broker(tmp: Path) -> tuple[int, subprocess.Popen[bytes]]:
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    port = free_port()
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_queued_messages 0\nmax_inflight_messages 0\nmax_queued_bytes 0\n"
+        + ("user root\n" if os.geteuid() == 0 else "")
+    )
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return port, proc
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("mosquitto did not start")
+
+
+def make_database(kind: str, tmp: Path) -> tuple[str, Any]:
+    """A fresh database with every table; returns its URL and a cleanup function."""
+    from anwang.core import migrate
+
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp / 'bench.db'}"
+        migrate.upgrade(url)
+        return url, lambda: None
+    name = f"anwang_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+    def drop() -> None:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    migrate.upgrade(url)
+    return url, drop
+
+
+def _draw(rnd: random.Random) -> str:
+    x = rnd.random()
+    for kind, share in KINDS:
+        x -= share
+        if x < 0:
+            return kind
+    return KINDS[-1][0]
+
+
+def register(url: str, n: int, seed: int = 11) -> list[Any]:
+    """``n`` devices in ``n // 300`` communities, written in bulk; returns SimDevices."""
+    from anwang.communities import credentials
+    from anwang.communities.models import Community, Device, DeviceStatus
+    from anwang.communities.simulate import SimDevice
+    from anwang.core.db import Database
+    from anwang.core.events import utcnow
+
+    rnd = random.Random(seed)
+    db = Database(url)
+    now = utcnow()
+    communities = max(1, n // 300)
+    devices: list[SimDevice] = []
+    h = credentials.hash_key("bench", iterations=1)
+    with db.unit_of_work() as s:
+        s.execute(insert(Community), [
+            {"code": f"B{c:04d}", "name": f"小区{c}", "polygon": "{}", "center_lat": 31.78,
+             "center_lon": 119.95, "address": None, "contacts": [], "active": True,
+             "jurisdiction_code": None, "created_at": now, "updated_at": now}
+            for c in range(communities)])
+        rows, status = [], []
+        for i in range(n):
+            kind = _draw(rnd)
+            adapter = "native"
+            if kind == "smoke_alarm":
+                adapter = rnd.choice(("native", "native", "sentry_smoke", "nbiot_smoke"))
+            elif kind == "charging_pile":
+                adapter = rnd.choice(("native", "voltpile", "ocpp16"))
+            d = SimDevice(f"d{i:06d}", kind, adapter, rnd.randint(1, 30))
+            devices.append(d)
+            rows.append({"id": d.id, "kind": kind, "vendor_model": None, "adapter": adapter,
+                         "community_code": f"B{i % communities:04d}",
+                         "lat": 31.7 + rnd.random() * 0.15, "lon": 119.85 + rnd.random() * 0.2,
+                         "building": None, "floor": d.floor, "installed_on": None,
+                         "heartbeat_s": 3600, "credential_hash": h,
+                         "credential_issued_at": now, "active": True,
+                         "jurisdiction_code": None, "created_at": now, "updated_at": now})
+            status.append({"device_id": d.id, "online": True, "last_seen_at": now,
+                           "offline_after": now + timedelta(hours=3), "offline_since": None,
+                           "last_ts": None, "battery_pct": None, "metrics": None,
+                           "rule_state": {}, "messages": 0, "updated_at": now})
+        for i in range(0, n, 10_000):
+            s.execute(insert(Device), rows[i:i + 10_000])
+            s.execute(insert(DeviceStatus), status[i:i + 10_000])
+    db.dispose()
+    return devices
+
+
+def _publisher(port: int, messages: list[tuple[str, bytes]], done: Any) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.max_inflight_messages_set(5000)
+    c.max_queued_messages_set(50_000)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    t0 = time.perf_counter()
+    infos = []
+    for topic, payload in messages:
+        infos.append(c.publish(topic, payload, qos=1))
+        if len(infos) >= 40_000:
+            infos[-1].wait_for_publish(120)
+            infos = [i for i in infos if not i.is_published()]
+    for i in infos:
+        i.wait_for_publish(120)
+    done.put(time.perf_counter() - t0)
+    c.disconnect()
+    c.loop_stop()
+
+
+def publish_all(port: int, messages: list[tuple[str, bytes]]) -> float:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_publisher, args=(port, messages, q))
+    p.start()
+    took = float(q.get(timeout=1800))
+    p.join(60)
+    return took
+
+
+# --- throughput -----------------------------------------------------------------------
+
+
+async def throughput(port: int, url: str, devices: list[Any], n_messages: int) -> dict[str, Any]:
+    from anwang.communities import handlers
+    from anwang.communities.simulate import DeviceTraffic
+    from anwang.core.db import Database
+    from anwang.infra.mqtt import Message, MqttConsumer, Subscription
+    from anwang.settings import Settings
+
+    mqtt_url = f"mqtt://127.0.0.1:{port}"
+    db = Database(url)
+    settings = Settings(env="dev", database_url=url, mqtt_url=mqtt_url)
+    received = {"n": 0}
+
+    async def discard(batch: Sequence[Message]) -> None:
+        received["n"] += len(batch)
+
+    base_sub = Subscription("benchdiscard", ("anwang/devices/+/+",), discard)
+    intake_sub = handlers.subscription(db, settings, name="benchintake")
+
+    def consumer(sub: Subscription) -> MqttConsumer:
+        return MqttConsumer(mqtt_url, sub, worker_id="w1", session_expiry_s=3600,
+                            receive_maximum=20_000)
+
+    for sub in (base_sub, intake_sub):  # the sessions exist before anything is sent
+        c = consumer(sub)
+        await c.start()
+        await c.wait_ready()
+        await c.stop()
+
+    traffic = DeviceTraffic(devices, seed=5, fault_share=0.001)
+    now = time.time() - n_messages / 10_000
+    messages = [traffic.next(now + i / 10_000) for i in range(n_messages)]
+    publish_s = await asyncio.to_thread(publish_all, port, messages)
+
+    async def drain(sub: Subscription, done: Any) -> float:
+        c = consumer(sub)
+        t0 = time.perf_counter()
+        await c.start()
+        while not done(c):
+            await asyncio.sleep(0.02)
+        took = time.perf_counter() - t0
+        await c.stop()
+        return took
+
+    # A warm directory, as in a running worker (loading 100,000 devices takes a moment).
+    from anwang.communities import intake
+
+    with db.unit_of_work(readonly=True) as s:
+        intake.directory_for(s).refresh(s, force=True)
+    base_s = await drain(base_sub, lambda c: received["n"] >= n_messages)
+    sizes: list[int] = []
+
+    def finished(c: MqttConsumer) -> bool:
+        sizes.extend(c.stats.batch_sizes)
+        c.stats.batch_sizes.clear()
+        return c.stats.handled >= n_messages
+
+    intake_s = await drain(intake_sub, finished)
+    with db.unit_of_work(readonly=True) as s:
+        alarms = s.execute(text("SELECT count(*) FROM device_alarms")).scalar_one()
+        accepted = s.execute(text("SELECT coalesce(sum(messages), 0) FROM device_status")
+                             ).scalar_one()
+        refused = s.execute(text("SELECT coalesce(sum(count), 0) FROM device_rejections")
+                            ).scalar_one()
+    db.dispose()
+    return {
+        "messages": n_messages, "publish_rate": n_messages / publish_s,
+        "baseline_rate": n_messages / base_s, "intake_rate": n_messages / intake_s,
+        "ratio": (n_messages / intake_s) / (n_messages / base_s),
+        "alarms": int(alarms), "accepted": int(accepted), "refused": int(refused),
+        "mean_batch": sum(sizes) / len(sizes) if sizes else 0.0,
+    }
+
+
+# --- latency --------------------------------------------------------------------------
+
+
+def _sse_reader(base: str, token: str, out: Any, stop: Any, ready: Any) -> None:
+    with httpx.Client(timeout=httpx.Timeout(None)) as http, http.stream(
+        "GET", f"{base}/api/v1/stream?typed=false&names=anwang.communities.alarm.raised",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as r:
+        ready.set()
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                ev = json.loads(line[5:])
+                out.put((ev["payload"]["device"], time.time()))
+            if stop.is_set():
+                return
+
+
+def _load_publisher(port: int, devices: list[Any], smoke: list[str], rate: float,
+                    seconds: float, out: Any) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from anwang.communities.simulate import DeviceTraffic
+
+    traffic = DeviceTraffic(devices, seed=9, fault_share=0.0)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.max_inflight_messages_set(5000)
+    c.max_queued_messages_set(50_000)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    sent: dict[str, float] = {}
+    n = 0
+    alarms_per_s = 20
+    start = time.monotonic()
+    next_smoke = 0
+    while time.monotonic() - start < seconds:
+        elapsed = time.monotonic() - start
+        due = int(elapsed * rate) - n
+        for _ in range(max(0, due)):
+            now = time.time()
+            if next_smoke < len(smoke) and n % int(rate / alarms_per_s) == 0:
+                dev = smoke[next_smoke]
+                next_smoke += 1
+                body = json.dumps({"ts": _iso(now), "event": "smoke_alarm"}).encode()
+                sent[dev] = now
+                c.publish(f"anwang/devices/{dev}/events", body, qos=1)
+            else:
+                topic, payload = traffic.next(now)
+                c.publish(topic, payload, qos=1)
+            n += 1
+        time.sleep(0.002)
+    out.put((n, time.monotonic() - start, sent))
+    time.sleep(2)
+    c.disconnect()
+    c.loop_stop()
+
+
+def _iso(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def latency(port: int, url: str, devices: list[Any], rate: float, seconds: float,
+            tmp: Path, *, offset: int = 0) -> dict[str, Any]:
+    env = {**os.environ, "ANWANG_DATA_DIR": str(tmp / "data"), "ANWANG_DATABASE_URL": url,
+           "ANWANG_ENV": "dev", "ANWANG_MQTT_URL": f"mqtt://127.0.0.1:{port}",
+           "ANWANG_MQTT_WORKER_ID": f"latency{offset}", "ANWANG_BUS_URL": "memory://",
+           "ANWANG_MQTT_RECEIVE_MAXIMUM": "20000",
+           "PYTHONPATH": str(ROOT / "src")}
+    cli = [sys.executable, "-m", "anwang.cli"]
+    user = f"bench{offset}"
+    subprocess.run([*cli, "user", "add", user, "--role", "grid_worker",
+                    "--password-stdin"], env=env, input=PASSWORD.encode(), check=True,
+                   capture_output=True)
+    http_port = free_port()
+    api = subprocess.Popen([*cli, "serve", "--port", str(http_port), "--log-level", "warning"],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise SystemExit("the API did not become ready")
+        token = httpx.post(f"{base}/api/v1/auth/token",
+                           json={"username": user, "password": PASSWORD}).json()[
+            "access_token"]
+        time.sleep(3.0)  # the intake connects, subscribes and loads its directory
+        ctx = mp.get_context("spawn")
+        got, stop, ready = ctx.Queue(), ctx.Event(), ctx.Event()
+        reader = ctx.Process(target=_sse_reader, args=(base, token, got, stop, ready))
+        reader.start()
+        ready.wait(30)
+        time.sleep(1.0)
+        engine = create_engine(url)
+        with engine.connect() as c:  # devices with an alarm up would only count a repeat
+            busy = {r[0] for r in c.execute(text(
+                "SELECT device_id FROM device_alarms WHERE active_key IS NOT NULL"))}
+        engine.dispose()
+        smoke = [d.id for d in devices if d.kind == "smoke_alarm" and d.adapter == "native"
+                 and d.id not in busy]
+        random.Random(3).shuffle(smoke)
+        smoke = smoke[offset::4]  # each run its own devices: each smoke raises anew
+        pub_out = ctx.Queue()
+        pub = ctx.Process(target=_load_publisher,
+                          args=(port, devices, smoke, rate, seconds, pub_out))
+        pub.start()
+        sent_n, took, sent = pub_out.get(timeout=seconds + 120)
+        deadline = time.time() + 20
+        arrived: dict[str, float] = {}
+        while time.time() < deadline and len(arrived) < len(sent):
+            try:
+                dev, at = got.get(timeout=1)
+            except Exception:  # noqa: BLE001 - queue.Empty: keep waiting until the deadline
+                continue
+            arrived.setdefault(dev, at)
+        stop.set()
+        pub.join(30)
+        reader.terminate()
+        reader.join(10)
+    finally:
+        api.terminate()
+        api.wait(20)
+    lat = [(arrived[d] - t) * 1000 for d, t in sent.items() if d in arrived]
+    return {"sent": sent_n, "rate": sent_n / took, "alarms_sent": len(sent),
+            "alarms_seen": len(lat), "lat": lat}
+
+
+# --- offline --------------------------------------------------------------------------
+
+
+def offline(url: str, n: int) -> dict[str, Any]:
+    from anwang.communities import alarms, intake
+    from anwang.communities.models import DeviceStatus
+    from anwang.core.db import Database
+    from anwang.core.events import utcnow
+
+    db = Database(url)
+    with db.unit_of_work(readonly=True) as s:
+        directory = intake.Directory()
+        directory.refresh(s, force=True)
+    now = utcnow()
+    with db.unit_of_work() as s:
+        s.execute(update(DeviceStatus).values(online=True, offline_after=now + timedelta(hours=1)))
+    t0 = time.perf_counter()
+    with db.unit_of_work() as s:
+        none = alarms.scan_offline(s, now=now, directory=directory)
+    idle_ms = (time.perf_counter() - t0) * 1000
+    deadline = utcnow()
+    with db.unit_of_work() as s:
+        s.execute(update(DeviceStatus).values(offline_after=deadline))
+    scan_at = deadline + timedelta(seconds=1)
+    t0 = time.perf_counter()
+    with db.unit_of_work() as s:
+        found = alarms.scan_offline(s, now=scan_at, directory=directory)
+    took = time.perf_counter() - t0
+    db.dispose()
+    assert none == 0 and found == n, (none, found)
+    return {"devices": n, "found": found, "scan_s": took, "idle_ms": idle_ms}
+
+
+# --- report ---------------------------------------------------------------------------
+
+
+def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
+    from anwang.settings import Settings
+
+    db = "PostgreSQL 15" if args.db == "postgresql" else "SQLite (WAL)"
+    lines = [
+        "## Community devices over MQTT",
+        "",
+        f"{args.devices:,} registered devices; a private Mosquitto 2 on the same machine; "
+        f"{db}; one worker process. Run `python bench/bench_communities.py --update-docs`.",
+        "",
+    ]
+    t = res.get("throughput")
+    if t:
+        lines += [
+            "| intake of a backlog of "
+            f"{t['messages']:,} messages | messages/s |",
+            "|---|---|",
+            f"| baseline: the same MQTT consumer, handler discards each batch | "
+            f"{t['baseline_rate']:,.0f} |",
+            f"| parse → rules → state → alarms, committed before each acknowledgement | "
+            f"{t['intake_rate']:,.0f} |",
+            f"| ratio intake / baseline | {t['ratio']:.2f} |",
+            "",
+            f"Mean batch {t['mean_batch']:,.0f} messages; {t['accepted']:,} accepted, "
+            f"{t['refused']:,} refused, {t['alarms']:,} alarms raised "
+            f"(incidents in 0.1 % of messages). The publisher (another process, QoS 1) "
+            f"managed {t['publish_rate']:,.0f} messages/s.",
+            "",
+        ]
+    if res.get("latency"):
+        lines += [
+            "Message → alarm on the SSE stream: a real `anwang serve` running the intake; "
+            f"{args.seconds:.0f} s of traffic with 20 smoke alarms per second among it; "
+            "publisher and SSE client in other processes.",
+            "",
+            "| messages/s | alarms seen | p50 ms | p90 ms | p99 ms | max ms |",
+            "|---|---|---|---|---|---|",
+        ]
+        for lt in res["latency"]:
+            lat = lt["lat"]
+            if lat:
+                lines.append(
+                    f"| {lt['rate']:,.0f} | {lt['alarms_seen']} of {lt['alarms_sent']} | "
+                    f"{pct(lat, 50):.0f} | {pct(lat, 90):.0f} | {pct(lat, 99):.0f} | "
+                    f"{max(lat):.0f} |")
+            else:
+                lines.append(f"| {lt['rate']:,.0f} | 0 of {lt['alarms_sent']} | | | | |")
+        lines.append("")
+    o = res.get("offline")
+    if o:
+        lines += [
+            f"Offline detection: one scan finds and marks all {o['found']:,} devices past "
+            f"their deadline and raises their maintenance alarms in {o['scan_s']:.2f} s "
+            f"(one UPDATE … RETURNING, one bulk INSERT, one audit entry, one notice per "
+            f"community); a scan that finds nothing takes {o['idle_ms']:.1f} ms. Scans run "
+            f"every {Settings().device_scan_seconds:g} s (`ANWANG_DEVICE_SCAN_SECONDS`), so a "
+            "device is reported at most that plus one scan after its deadline.",
+            "",
+        ]
+    targets = []
+    if t:
+        met = "met" if t["intake_rate"] >= 20_000 else "not met"
+        targets.append(f"20,000 messages/s on one worker: {met} ({t['intake_rate']:,.0f}/s)")
+    for lt in res.get("latency") or ():
+        if abs(lt["rate"] - 5000) < 250 and lt["lat"]:
+            p99 = pct(lt["lat"], 99)
+            ok = p99 <= 500 and lt["alarms_seen"] == lt["alarms_sent"]
+            targets.append(f"p99 ≤ 500 ms at 5,000 messages/s: {'met' if ok else 'not met'} "
+                           f"({p99:.0f} ms)")
+    if o:
+        every = Settings().device_scan_seconds
+        met = "met" if o["scan_s"] + every <= 10 else "not met"
+        targets.append(f"offline detection of 100,000 devices within 10 s of the deadline: "
+                       f"{met} (scan {o['scan_s']:.1f} s + up to {every:g} s until the next "
+                       "scan)")
+    if targets:
+        lines += ["Targets of the issue: " + "; ".join(targets) + ".", ""]
+    lines += [
+        "Reading these figures: the worker's time goes to Python work per message — JSON, "
+        "the adapter, the rules, and converting the status row, samples and state to and "
+        "from the database's types — not to the database (SQLite and PostgreSQL give about "
+        "the same rate). One worker on this machine stays well below 20,000 messages/s; "
+        "the intake scales out with more worker processes sharing the subscription "
+        "(`?shared=1`, docs/devices.md), each with its own CPU. At a rate above what the "
+        "workers sustain, the backlog waits at the broker (nothing is lost) and the "
+        "latency grows with it.",
+        "",
+        f"Machine: {machine()}; load average when the run ended "
+        f"{os.getloadavg()[0]:.1f} (the machine was shared with other work).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--part", default="all", choices=["all", "throughput", "latency",
+                                                      "offline"])
+    ap.add_argument("--devices", type=int, default=100_000)
+    ap.add_argument("--messages", type=int, default=200_000)
+    ap.add_argument("--rate", default="5000,2000",
+                    help="messages per second of the latency runs, comma-separated")
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--db", default="postgresql", choices=["postgresql", "sqlite"])
+    ap.add_argument("--update-docs", action="store_true")
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    res: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        port, broker = start_broker(tmp)
+        url, drop = make_database(args.db, tmp)
+        try:
+            t0 = time.perf_counter()
+            devices = register(url, args.devices)
+            print(f"registered {len(devices):,} devices in {time.perf_counter() - t0:.1f} s",
+                  flush=True)
+            if args.part in ("all", "throughput"):
+                res["throughput"] = asyncio.run(throughput(port, url, devices, args.messages))
+                print(json.dumps(res["throughput"], indent=1), flush=True)
+            if args.part in ("all", "latency"):
+                res["latency"] = []
+                for k, rate in enumerate(float(r) for r in args.rate.split(",")):
+                    lt = latency(port, url, devices, rate, args.seconds, tmp / f"l{k}",
+                                 offset=k)
+                    res["latency"].append(lt)
+                    summary = {k: v for k, v in lt.items() if k != "lat"}
+                    if lt["lat"]:
+                        summary.update(p50=pct(lt["lat"], 50), p99=pct(lt["lat"], 99))
+                    print(json.dumps(summary, indent=1), flush=True)
+            if args.part in ("all", "offline"):
+                res["offline"] = offline(url, args.devices)
+                print(json.dumps(res["offline"], indent=1), flush=True)
+        finally:
+            broker.terminate()
+            broker.wait(10)
+            drop()
+    text_ = report(args, res)
+    print(text_)
+    if args.update_docs:
+        update_section(text_)
+
+
+if __name__ == "__main__":
+    main()

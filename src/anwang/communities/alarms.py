@@ -1,0 +1,520 @@
+"""The life of community device alarms: raised, repeated, escalated, acknowledged,
+cleared and closed — each step audited in the step's transaction and announced after
+its commit.
+
+One alarm per (device, rule) at a time: :attr:`DeviceAlarm.active_key` is unique and
+set only while the alarm is ``active`` or ``acknowledged``. Machine steps come from the
+intake (:func:`apply`), the offline scan (:func:`scan_offline`) and the escalation scan
+(:func:`scan_escalations`); person steps (:func:`acknowledge`, :func:`clear`,
+:func:`close`) come from the API and pages. A person who clears or closes an alarm whose
+condition still holds also resets the rule's memory on the device, so that the rule
+starts over (a threshold must then be held again) instead of counting repeats on an
+alarm that is gone.
+
+Escalation: an ``active`` alarm whose ``escalate_at`` has passed climbs to the next
+level of its route (:data:`anwang.communities.rules.ROUTES`), which adds roles to its
+audience; acknowledging stops the climb. Several processes may scan at once: on
+PostgreSQL the rows are taken ``FOR UPDATE SKIP LOCKED`` and the condition re-checked, so
+nothing is escalated twice; on SQLite the writer lock serialises the scans.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Date, bindparam, cast, func, select, update
+from sqlalchemy.orm import Session
+
+from anwang.communities import events
+from anwang.communities.bulk import upsert
+from anwang.communities.models import Community, DeviceAlarm, DeviceStatus
+from anwang.communities.rules import ROUTES, DeviceState, Transition
+from anwang.core import audit
+from anwang.core.db import publish_after_commit
+from anwang.core.errors import Conflict, NotFound, ValidationFailed
+from anwang.core.events import new_id
+
+if TYPE_CHECKING:
+    from anwang.communities.intake import DeviceInfo, Directory
+
+log = logging.getLogger(__name__)
+
+
+class AlarmStatus(StrEnum):
+    ACTIVE = "active"
+    ACKNOWLEDGED = "acknowledged"
+    CLEARED = "cleared"
+    CLOSED = "closed"
+
+
+OPEN_STATUSES = (AlarmStatus.ACTIVE, AlarmStatus.ACKNOWLEDGED)
+
+
+class Outcome(StrEnum):
+    REAL = "real"
+    FALSE_ALARM = "false_alarm"
+    TEST = "test"
+    DEVICE_FAULT = "device_fault"
+
+
+#: The rule id of the offline rule (its alarms are raised by the scan, not a reading).
+OFFLINE_RULE = "offline"
+SYSTEM_ACTOR = "anwang"
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def ulids(n: int, at: datetime) -> list[str]:
+    """``n`` ULIDs of the instant ``at`` (the same 48-bit time, 80 random bits each), made
+    at once: the offline scan may raise 100,000 alarms, and making ULIDs one by one
+    costs more than writing them."""
+    ms = int(at.timestamp() * 1000)
+    head = "".join(_CROCKFORD[(ms >> s) & 31] for s in range(45, -1, -5))
+    rnd = os.urandom(10 * n)
+    out = []
+    for i in range(n):
+        r = int.from_bytes(rnd[10 * i:10 * i + 10], "big")
+        out.append(head + "".join(_CROCKFORD[(r >> s) & 31] for s in range(75, -1, -5)))
+    return out
+
+
+def active_key(device_id: str, rule_id: str) -> str:
+    return f"{device_id}|{rule_id}"
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _escalate_at(route: str, level: int, every_s: int | None, now: datetime) -> datetime | None:
+    if every_s is None or level + 1 >= len(ROUTES[route]):  # type: ignore[index]
+        return None
+    return now + timedelta(seconds=every_s)
+
+
+@dataclass
+class Applied:
+    raised: list[str] = field(default_factory=list)
+    cleared: list[str] = field(default_factory=list)
+    repeats: int = 0
+
+
+def _community_name(directory: Directory | None, code: str) -> str | None:
+    c = directory.community(code) if directory is not None else None
+    return c[0] if c else None
+
+
+def apply(
+    session: Session,
+    *,
+    transitions: Sequence[tuple[DeviceInfo, Transition]],
+    came_back: Sequence[tuple[DeviceInfo, float]] = (),
+    now: datetime,
+    directory: Directory | None = None,
+) -> Applied:
+    """Turn the rules' transitions into alarm rows, in order.
+
+    ``came_back``: devices that were offline and sent something (at the given receipt
+    time): their offline alarm is cleared. Repeats are counted with one UPDATE per alarm
+    at the end; raising and clearing (rare) go through the ORM with their audit entry and
+    event. The caller holds the devices' status rows locked, so no other worker changes
+    these alarms meanwhile.
+    """
+    out = Applied()
+    keys = {active_key(info.id, t.rule.id) for info, t in transitions}
+    keys |= {active_key(info.id, OFFLINE_RULE) for info, _ in came_back}
+    open_by_key: dict[str, DeviceAlarm] = {}
+    key_list = sorted(keys)
+    for i in range(0, len(key_list), 1000):
+        for a in session.scalars(
+            select(DeviceAlarm).where(DeviceAlarm.active_key.in_(key_list[i:i + 1000]))
+        ):
+            assert a.active_key is not None
+            open_by_key[a.active_key] = a
+    repeats: dict[str, list[Any]] = {}  # alarm id -> [count, last ts, value]
+
+    for info, ts in came_back:
+        alarm = open_by_key.pop(active_key(info.id, OFFLINE_RULE), None)
+        if alarm is not None:
+            _clear(session, alarm, at=now, by=SYSTEM_ACTOR, directory=directory,
+                   detail={"back_at": _utc(ts).isoformat()})
+            out.cleared.append(alarm.id)
+
+    for info, t in transitions:
+        key = active_key(info.id, t.rule.id)
+        alarm = open_by_key.get(key)
+        if t.action == "clear":
+            if alarm is not None:
+                del open_by_key[key]
+                repeats.pop(alarm.id, None)
+                _clear(session, alarm, at=now, by=SYSTEM_ACTOR, directory=directory)
+                out.cleared.append(alarm.id)
+            continue
+        if alarm is not None:  # "repeat", or a "raise" whose alarm is still up
+            r = repeats.setdefault(alarm.id, [0, t.ts, t.value])
+            r[0] += 1
+            r[1] = max(r[1], t.ts)
+            r[2] = t.value if t.value is not None else r[2]
+            out.repeats += 1
+            continue
+        alarm = _raise(session, info, t, now=now, directory=directory)
+        open_by_key[key] = alarm
+        out.raised.append(alarm.id)
+
+    if repeats:
+        session.flush()
+        table = DeviceAlarm.__table__
+        session.execute(
+            update(table)  # type: ignore[arg-type]
+            .where(table.c.id == bindparam("b_id"))
+            .values(count=table.c.count + bindparam("b_n"), last_seen_at=bindparam("b_ts"),
+                    value=func.coalesce(bindparam("b_value"), table.c.value)),
+            [{"b_id": aid, "b_n": n, "b_ts": _utc(ts), "b_value": v}
+             for aid, (n, ts, v) in sorted(repeats.items())],
+        )
+    return out
+
+
+def _raise(session: Session, info: DeviceInfo, t: Transition, *, now: datetime,
+           directory: Directory | None) -> DeviceAlarm:
+    rule = t.rule
+    detail = dict(t.detail or {})
+    if info.floor is not None and "floor" not in detail:
+        detail["floor"] = info.floor
+    if info.building:
+        detail.setdefault("building", info.building)
+    alarm = DeviceAlarm(
+        id=new_id(), device_id=info.id, community_code=info.community,
+        device_kind=info.kind, rule_id=rule.id, kind=rule.alarm, severity=str(rule.severity),
+        route=str(rule.route), status=AlarmStatus.ACTIVE, active_key=active_key(info.id, rule.id),
+        level=0, escalate_every_s=rule.escalate_after_s,
+        escalate_at=_escalate_at(rule.route, 0, rule.escalate_after_s, now),
+        escalated_at=None, count=1, first_seen_at=_utc(t.ts), last_seen_at=_utc(t.ts),
+        raised_at=now, value=t.value, detail=detail or None, lat=info.lat, lon=info.lon,
+        jurisdiction_code=info.jurisdiction,
+    )
+    session.add(alarm)
+    audit.record(
+        session, "anwang.communities.alarm.raised", actor=f"device:{info.id}",
+        actor_role="device", subject=alarm.id, jurisdiction=info.jurisdiction,
+        data={"device": info.id, "rule": rule.id, "kind": rule.alarm,
+              "severity": str(rule.severity), "value": t.value,
+              "seen_at": alarm.first_seen_at.isoformat()},
+        at=now,
+    )
+    publish_after_commit(session, events.alarm_event(
+        events.RAISED, alarm, community_name=_community_name(directory, info.community)))
+    return alarm
+
+
+def _clear(session: Session, alarm: DeviceAlarm, *, at: datetime, by: str,
+           directory: Directory | None = None, role: str | None = None,
+           note: str | None = None, detail: dict[str, Any] | None = None) -> None:
+    alarm.status = AlarmStatus.CLEARED
+    alarm.active_key = None
+    alarm.escalate_at = None
+    alarm.cleared_at = at
+    alarm.cleared_by = by
+    if note:
+        alarm.note = note
+    audit.record(
+        session, "anwang.communities.alarm.cleared", actor=by,
+        actor_role=role or ("system" if by == SYSTEM_ACTOR else None), subject=alarm.id,
+        jurisdiction=alarm.jurisdiction_code,
+        data={"device": alarm.device_id, "rule": alarm.rule_id, "by_hand": by != SYSTEM_ACTOR,
+              **(detail or {})},
+        reason=note, at=at,
+    )
+    publish_after_commit(session, events.alarm_event(
+        events.CLEARED, alarm, community_name=_community_name(directory, alarm.community_code),
+        actor=by))
+
+
+# --- people ---------------------------------------------------------------------------
+
+
+def get_alarm(session: Session, *, alarm_id: str, lock: bool = False) -> DeviceAlarm:
+    """The alarm, if in the session's scope (NotFound otherwise)."""
+    stmt = select(DeviceAlarm).where(DeviceAlarm.id == alarm_id)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    alarm = session.scalars(stmt).first()
+    if alarm is None:
+        raise NotFound(f"no alarm {alarm_id!r} in your jurisdiction",
+                       code="anwang.communities.alarm_not_found")
+    return alarm
+
+
+def _reset_rule(session: Session, alarm: DeviceAlarm) -> None:
+    """Forget the rule's memory on the device (under the status row's lock)."""
+    stmt = select(DeviceStatus).where(DeviceStatus.device_id == alarm.device_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    status = session.scalars(stmt).first()
+    if status is None:
+        return
+    if alarm.rule_id == OFFLINE_RULE:
+        return  # the device stays marked offline until it sends again
+    state = DeviceState.from_json(status.rule_state)
+    if alarm.rule_id in state.rules:
+        state.forget(alarm.rule_id)
+        status.rule_state = state.to_json()
+
+
+def _community_of(session: Session, alarm: DeviceAlarm) -> str | None:
+    return session.scalar(select(Community.name).where(Community.code == alarm.community_code))
+
+
+def acknowledge(session: Session, *, alarm_id: str, actor: str, actor_role: str,
+                note: str | None = None, now: datetime) -> DeviceAlarm:
+    """Someone has taken the alarm: it stops escalating. Only an ``active`` alarm."""
+    alarm = get_alarm(session, alarm_id=alarm_id, lock=True)
+    if alarm.status != AlarmStatus.ACTIVE:
+        raise Conflict(f"the alarm is {alarm.status}, not active",
+                       code="anwang.communities.alarm_not_active")
+    alarm.status = AlarmStatus.ACKNOWLEDGED
+    alarm.acknowledged_at = now
+    alarm.acknowledged_by = actor
+    alarm.escalate_at = None
+    if note:
+        alarm.note = note
+    audit.record(
+        session, "anwang.communities.alarm.acknowledged", actor=actor, actor_role=actor_role,
+        subject=alarm.id, jurisdiction=alarm.jurisdiction_code, reason=note,
+        data={"device": alarm.device_id, "level": alarm.level}, at=now,
+    )
+    publish_after_commit(session, events.alarm_event(
+        events.ACKNOWLEDGED, alarm, community_name=_community_of(session, alarm), actor=actor))
+    return alarm
+
+
+def clear(session: Session, *, alarm_id: str, actor: str, actor_role: str,
+          note: str | None = None, now: datetime) -> DeviceAlarm:
+    """End the alarm's condition by hand (the device did not say it ended)."""
+    alarm = get_alarm(session, alarm_id=alarm_id, lock=True)
+    if alarm.status not in OPEN_STATUSES:
+        raise Conflict(f"the alarm is already {alarm.status}",
+                       code="anwang.communities.alarm_not_open")
+    _reset_rule(session, alarm)
+    _clear(session, alarm, at=now, by=actor, role=actor_role, note=note)
+    return alarm
+
+
+def close(session: Session, *, alarm_id: str, outcome: Outcome | str, actor: str,
+          actor_role: str, note: str | None = None, now: datetime) -> DeviceAlarm:
+    """Close the alarm with what it turned out to be; a still-open condition is cleared
+    with it."""
+    try:
+        outcome = Outcome(outcome)
+    except ValueError:
+        raise ValidationFailed.on(
+            "outcome", f"one of {', '.join(o.value for o in Outcome)}") from None
+    alarm = get_alarm(session, alarm_id=alarm_id, lock=True)
+    if alarm.status == AlarmStatus.CLOSED:
+        raise Conflict("the alarm is already closed", code="anwang.communities.alarm_closed")
+    was_open = alarm.status in OPEN_STATUSES
+    if was_open:
+        _reset_rule(session, alarm)
+        alarm.cleared_at = now
+        alarm.cleared_by = actor
+    alarm.status = AlarmStatus.CLOSED
+    alarm.active_key = None
+    alarm.escalate_at = None
+    alarm.closed_at = now
+    alarm.closed_by = actor
+    alarm.outcome = outcome
+    if note:
+        alarm.note = note
+    audit.record(
+        session, "anwang.communities.alarm.closed", actor=actor, actor_role=actor_role,
+        subject=alarm.id, jurisdiction=alarm.jurisdiction_code, reason=note,
+        data={"device": alarm.device_id, "outcome": str(outcome), "was_open": was_open},
+        at=now,
+    )
+    publish_after_commit(session, events.alarm_event(
+        events.CLOSED, alarm, community_name=_community_of(session, alarm), actor=actor))
+    return alarm
+
+
+# --- scans ----------------------------------------------------------------------------
+
+
+def scan_escalations(session: Session, *, now: datetime, limit: int = 1000) -> int:
+    """Move every unacknowledged alarm whose timer ran out one level up; returns how
+    many."""
+    stmt = (
+        select(DeviceAlarm)
+        .where(DeviceAlarm.status == AlarmStatus.ACTIVE, DeviceAlarm.escalate_at <= now)
+        .order_by(DeviceAlarm.escalate_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    names: dict[str, str | None] = {}
+    n = 0
+    for alarm in session.scalars(stmt.execution_options(skip_scope=True)):
+        if alarm.escalate_at is None or alarm.escalate_at > now:
+            continue
+        levels = ROUTES[alarm.route]  # type: ignore[index]
+        if alarm.level + 1 >= len(levels):
+            alarm.escalate_at = None
+            continue
+        alarm.level += 1
+        alarm.escalated_at = now
+        alarm.escalate_at = _escalate_at(alarm.route, alarm.level, alarm.escalate_every_s, now)
+        audit.record(
+            session, "anwang.communities.alarm.escalated", actor=SYSTEM_ACTOR,
+            actor_role="system", subject=alarm.id, jurisdiction=alarm.jurisdiction_code,
+            data={"device": alarm.device_id, "level": alarm.level,
+                  "to": levels[alarm.level]},
+            at=now,
+        )
+        if alarm.community_code not in names:
+            names[alarm.community_code] = _community_of(session, alarm)
+        publish_after_commit(session, events.alarm_event(
+            events.ESCALATED, alarm, community_name=names[alarm.community_code]))
+        n += 1
+    return n
+
+
+def scan_offline(session: Session, *, now: datetime, directory: Directory) -> int:
+    """Mark every watched device past its deadline offline and raise its maintenance
+    alarm; returns how many went offline.
+
+    One UPDATE finds and marks them all (``online AND offline_after < now``, an index
+    range); the alarms go in with one bulk INSERT that skips a device whose offline
+    alarm is somehow still up. One audit entry records the scan with the count per
+    community, and one event per community tells its people (an outage silences many
+    devices at once; one notice per device would bury the feed).
+    """
+    t = DeviceStatus.__table__
+    gone = [
+        (r[0], r[1])
+        for r in session.execute(
+            update(t)  # type: ignore[arg-type]
+            .where(t.c.online.is_(True), t.c.offline_after < now)
+            .values(online=False, offline_since=now, updated_at=now)
+            .returning(t.c.device_id, t.c.last_seen_at)
+        )
+    ]
+    if not gone:
+        return 0
+    infos = directory.lookup(session, [d for d, _ in gone])
+    rows: list[dict[str, Any]] = []
+    per_community: dict[str, list[str]] = {}
+    ids = iter(ulids(len(gone), now))
+    for device_id, last_seen in sorted(gone):
+        info = infos.get(device_id)
+        if info is None:
+            continue
+        book = directory.book(info.kind, info.community)
+        rule = book.offline
+        per_community.setdefault(info.community, []).append(device_id)
+        if rule is None:
+            continue  # marked offline, but this community wants no alarm for it
+        seen = last_seen.astimezone(UTC) if last_seen is not None else None
+        rows.append({
+            "id": next(ids), "device_id": device_id, "community_code": info.community,
+            "device_kind": info.kind, "rule_id": rule.id, "kind": rule.alarm,
+            "severity": str(rule.severity), "route": str(rule.route),
+            "status": AlarmStatus.ACTIVE.value, "active_key": active_key(device_id, rule.id),
+            "level": 0, "escalate_every_s": rule.escalate_after_s,
+            "escalate_at": _escalate_at(rule.route, 0, rule.escalate_after_s, now),
+            "escalated_at": None, "count": 1,
+            "first_seen_at": seen or now, "last_seen_at": seen or now, "raised_at": now,
+            "value": None,
+            "detail": {"last_seen_at": seen.isoformat() if seen else None,
+                       "heartbeat_s": info.heartbeat_s, "missed": rule.missed,
+                       "floor": info.floor},
+            "lat": info.lat, "lon": info.lon, "jurisdiction_code": info.jurisdiction,
+            "acknowledged_at": None, "acknowledged_by": None, "cleared_at": None,
+            "cleared_by": None, "closed_at": None, "closed_by": None, "outcome": None,
+            "note": None,
+        })
+    upsert(session, DeviceAlarm.__table__, rows, key=("active_key",))
+    audit.record(
+        session, "anwang.communities.devices.marked_offline", actor=SYSTEM_ACTOR,
+        actor_role="system", result_count=len(gone),
+        data={"communities": {c: len(d) for c, d in sorted(per_community.items())},
+              "devices": sorted(d for d, _ in gone)[:200]},
+        at=now,
+    )
+    for code, devices in sorted(per_community.items()):
+        c = directory.community(code)
+        if c is None:
+            continue
+        name, lat, lon, jurisdiction = c
+        publish_after_commit(session, events.outage_event(
+            community=code, community_name=name, jurisdiction=jurisdiction, devices=devices,
+            count=len(devices), lat=lat, lon=lon))
+    return len(gone)
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+def list_alarms(
+    session: Session,
+    *,
+    status: Sequence[str] = (),
+    kind: str | None = None,
+    severity: str | None = None,
+    community: str | None = None,
+    device: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 200,
+    before: str | None = None,
+) -> list[DeviceAlarm]:
+    """Alarms in the session's scope, newest first; ``before`` is an alarm id to page
+    from (ids sort by time)."""
+    stmt = select(DeviceAlarm).order_by(DeviceAlarm.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(DeviceAlarm.status.in_(list(status)))
+    if kind:
+        stmt = stmt.where(DeviceAlarm.kind == kind)
+    if severity:
+        stmt = stmt.where(DeviceAlarm.severity == severity)
+    if community:
+        stmt = stmt.where(DeviceAlarm.community_code == community)
+    if device:
+        stmt = stmt.where(DeviceAlarm.device_id == device)
+    if since:
+        stmt = stmt.where(DeviceAlarm.raised_at >= since)
+    if until:
+        stmt = stmt.where(DeviceAlarm.raised_at < until)
+    if before:
+        stmt = stmt.where(DeviceAlarm.id < before)
+    return list(session.scalars(stmt))
+
+
+def alarms_per_day(session: Session, *, days: int, now: datetime,
+                   community: str | None = None) -> list[tuple[date, str, int]]:
+    """(day in UTC, severity, count) of alarms raised over the last ``days`` days."""
+    since = datetime.combine((now - timedelta(days=days - 1)).date(), datetime.min.time(),
+                             tzinfo=UTC)
+    day: Any
+    if session.get_bind().dialect.name == "postgresql":
+        day = cast(func.timezone("UTC", DeviceAlarm.raised_at), Date)
+    else:
+        day = func.date(DeviceAlarm.raised_at)
+    stmt = (
+        select(day.label("day"), DeviceAlarm.severity, func.count())
+        .where(DeviceAlarm.raised_at >= since)
+        .group_by(day, DeviceAlarm.severity)
+        .order_by(day)
+    )
+    if community:
+        stmt = stmt.where(DeviceAlarm.community_code == community)
+    rows = session.execute(stmt).all()
+    out = []
+    for d, sev, n in rows:
+        out.append((d if isinstance(d, date) else date.fromisoformat(str(d)), sev, int(n)))
+    return out

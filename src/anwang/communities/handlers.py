@@ -1,0 +1,159 @@
+"""Background work of the community package: the MQTT intake and the periodic round.
+
+:func:`start` (called by ``anwang worker``, and by ``anwang serve`` when it runs the
+consumers itself, i.e. on the in-process bus) starts one task that
+
+* consumes ``anwang/devices/+/+`` from the MQTT broker when ``ANWANG_MQTT_URL`` is set
+  (:class:`anwang.infra.mqtt.MqttConsumer`, consumer group ``communities``): each batch
+  goes through :func:`anwang.communities.intake.ingest` in one unit of work in a worker
+  thread, and is acknowledged to the broker after the commit;
+* every ``device_scan_seconds`` (2 s) runs one round, each step in its own unit of
+  work: the offline scan (every device past its deadline, in one query), alarm
+  escalation, and — hourly — the retention purge of samples and events.
+
+Cancelling the task stops both; the broker keeps the session for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Sequence
+from datetime import datetime
+
+from anwang.communities import alarms, intake
+from anwang.communities import service as communities_service
+from anwang.communities.adapters import Reason
+from anwang.core.db import Database
+from anwang.core.events import utcnow
+from anwang.infra.mqtt import Message, MqttConsumer, Subscription
+from anwang.settings import Settings
+
+log = logging.getLogger(__name__)
+
+GROUP = "communities"
+#: Seconds between two retention purges.
+PURGE_EVERY_S = 3600.0
+
+
+def handle_batch(db: Database, settings: Settings, batch: Sequence[Message],
+                 *, now: datetime | None = None) -> intake.IngestReport:
+    """Ingest one MQTT batch in one unit of work (synchronous; runs in a thread)."""
+    messages: list[intake.Inbound] = []
+    bad_topics: list[str] = []
+    for m in batch:
+        inbound = intake.from_topic(m.topic, m.payload, m.received_at)
+        if inbound is None:
+            bad_topics.append(m.topic)
+        else:
+            messages.append(inbound)
+    with db.unit_of_work() as session:
+        report = intake.ingest(session, messages=messages, now=now or utcnow(),
+                               max_future_s=settings.device_clock_skew_s)
+        if bad_topics:
+            intake.count_refusal(session, device_id="", reason=Reason.BAD_TOPIC,
+                                 detail=bad_topics[-1][:300], now=now or utcnow())
+    return report
+
+
+def record_dead(db: Database, message: Message, exc: BaseException) -> None:
+    """Count a message that kept failing the intake (``handler_error``) under its
+    device, so that it shows in device health."""
+    inbound = intake.from_topic(message.topic, message.payload, message.received_at)
+    with db.unit_of_work() as session:
+        intake.count_refusal(
+            session, device_id="", reason=Reason.HANDLER_ERROR,
+            detail=f"{inbound.device_id if inbound else message.topic}: "
+                   f"{exc.__class__.__name__}"[:300],
+            now=utcnow(),
+        )
+
+
+def subscription(db: Database, settings: Settings, *, name: str = GROUP) -> Subscription:
+    async def handle(batch: Sequence[Message]) -> None:
+        await asyncio.to_thread(handle_batch, db, settings, batch)
+
+    async def dead(message: Message, exc: BaseException) -> None:
+        await asyncio.to_thread(record_dead, db, message, exc)
+
+    # Batches of up to 5,000: the commit (an fsync) and the statements per batch are
+    # then shared by many messages under load; quiet, a batch is what has arrived.
+    return Subscription(name=name, topics=(intake.TOPIC_FILTER,), handler=handle,
+                        on_dead=dead, max_batch=5000)
+
+
+def make_consumer(db: Database, settings: Settings) -> MqttConsumer:
+    return MqttConsumer(
+        settings.mqtt_url, subscription(db, settings),
+        worker_id=settings.mqtt_worker_id or socket.gethostname(),
+        session_expiry_s=settings.mqtt_session_expiry_s,
+        receive_maximum=settings.mqtt_receive_maximum,
+    )
+
+
+def _warm(db: Database) -> None:
+    with db.unit_of_work(readonly=True) as session:
+        intake.directory_for(session).refresh(session, force=True)
+
+
+def run_round(db: Database, settings: Settings, *, now: datetime | None = None,
+              purge: bool = False) -> dict[str, int]:
+    """One periodic round (synchronous). Returns what it did."""
+    now = now or utcnow()
+    done: dict[str, int] = {}
+    with db.unit_of_work() as session:
+        done["offline"] = alarms.scan_offline(session, now=now,
+                                              directory=intake.directory_for(session))
+    with db.unit_of_work() as session:
+        done["escalated"] = alarms.scan_escalations(session, now=now)
+    if purge:
+        with db.unit_of_work() as session:
+            done.update(communities_service.purge(
+                session, now=now, retention_hours=settings.device_retention_hours))
+    return done
+
+
+async def run(db: Database, settings: Settings) -> None:
+    """The MQTT intake (if configured) and the periodic round, until cancelled."""
+    consumer: MqttConsumer | None = None
+    try:  # load the device directory now, not in the first batch after a restart
+        await asyncio.to_thread(_warm, db)
+    except Exception:  # the first batch will load it instead
+        log.warning("could not load the device directory yet", exc_info=True)
+    if settings.mqtt_url:
+        consumer = make_consumer(db, settings)
+        await consumer.start()
+    next_purge = time.monotonic() + 60.0
+    try:
+        while True:
+            await asyncio.sleep(settings.device_scan_seconds)
+            purge = time.monotonic() >= next_purge
+            try:
+                done = await asyncio.to_thread(run_round, db, settings, purge=purge)
+            except Exception:  # the database may be away for a moment: next round
+                log.warning("the community device round failed", exc_info=True)
+                continue
+            if purge:
+                next_purge = time.monotonic() + PURGE_EVERY_S
+            if any(done.values()):
+                log.info("community device round: %s", done)
+    finally:
+        if consumer is not None:
+            await consumer.stop()
+
+
+def start(db: Database, settings: Settings) -> asyncio.Task[None]:
+    """Start :func:`run` on the running loop; cancel the task to stop it."""
+    return asyncio.get_running_loop().create_task(run(db, settings), name="communities")
+
+
+async def stop(task: asyncio.Task[None] | None) -> None:
+    """Cancel the task of :func:`start` and wait until the MQTT session is closed."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
