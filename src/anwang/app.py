@@ -19,6 +19,9 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from anwang import __version__
+from anwang.alerts.handlers import start_periodic as start_alert_rounds
+from anwang.checkpoints.handlers import start_housekeeping, stop_housekeeping
+from anwang.communities import handlers as communities
 from anwang.consumers import all_consumers
 from anwang.core import scope
 from anwang.core.bus import make_bus
@@ -60,14 +63,21 @@ def create_app(
         outbox = Outbox(database, bus)
         database.publisher = outbox.publish
         relay = asyncio.create_task(outbox.relay(), name="outbox-relay")
+        periodic = start_alert_rounds(database, settings) if run_consumers else None
+        housekeeping = start_housekeeping(database, settings) if run_consumers else None
+        devices = communities.start(database, settings) if run_consumers else None
         log.info("anwang %s started (db=%s, bus=%s)", __version__, database.dialect,
                  settings.bus_url)
         try:
             yield
         finally:
             relay.cancel()
+            if periodic is not None:
+                periodic.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await relay
+            await stop_housekeeping(housekeeping)
+            await communities.stop(devices)
             database.publisher = None
             await bus.close()
             if db is None:
@@ -85,8 +95,19 @@ def create_app(
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    from anwang.alerts.api import router as alerts_router
+    from anwang.alerts.pages import router as alerts_pages_router
     from anwang.audit.api import router as audit_router
     from anwang.auth.api import router as auth_router
+    from anwang.checkpoints.api import router as checkpoints_router
+    from anwang.checkpoints.pages import router as checkpoints_pages_router
+    from anwang.communities.api import router as communities_router
+    from anwang.communities.pages import router as communities_pages_router
+    from anwang.dispatch.routers import api_router as dispatch_api_router
+    from anwang.dispatch.routers import page_router as dispatch_page_router
+    from anwang.roads.api import router as roads_router
+    from anwang.watchlist.api import router as watchlist_router
+    from anwang.watchlist.pages import router as watchlist_pages_router
     from anwang.web.map_api import router as map_router
     from anwang.web.pages import router as pages_router
     from anwang.web.stream import router as stream_router
@@ -95,7 +116,18 @@ def create_app(
     app.include_router(audit_router, prefix="/api/v1")
     app.include_router(stream_router, prefix="/api/v1")
     app.include_router(map_router, prefix="/api/v1")
+    app.include_router(checkpoints_router, prefix="/api/v1")
+    app.include_router(checkpoints_pages_router)
     app.include_router(pages_router)
+    app.include_router(watchlist_router, prefix="/api/v1")
+    app.include_router(alerts_router, prefix="/api/v1")
+    app.include_router(watchlist_pages_router)
+    app.include_router(alerts_pages_router)
+    app.include_router(roads_router, prefix="/api/v1")
+    app.include_router(dispatch_api_router, prefix="/api/v1")
+    app.include_router(dispatch_page_router)
+    app.include_router(communities_router, prefix="/api/v1")
+    app.include_router(communities_pages_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

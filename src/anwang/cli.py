@@ -80,6 +80,9 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run the bus consumers (on NATS JetStream). Start several to share the work."""
+    from anwang.alerts.handlers import start_periodic as start_alert_rounds
+    from anwang.checkpoints.handlers import start_housekeeping, stop_housekeeping
+    from anwang.communities import handlers as communities
     from anwang.consumers import all_consumers
     from anwang.core.bus import make_bus
     from anwang.core.db import Database
@@ -107,11 +110,17 @@ def worker() -> None:
         outbox = Outbox(db, bus)
         db.publisher = outbox.publish
         relay = asyncio.create_task(outbox.relay())
+        alert_rounds = start_alert_rounds(db, settings)
+        housekeeping = start_housekeeping(db, settings)
+        devices = communities.start(db, settings)
         err.print(f"worker running {len(consumers)} consumer(s) on {settings.bus_url}")
         await stop.wait()
         relay.cancel()
+        alert_rounds.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await relay
+        await stop_housekeeping(housekeeping)
+        await communities.stop(devices)
         await bus.close()
         db.dispose()
 
@@ -248,9 +257,23 @@ def demo(
 
 def _register_subcommands() -> None:
     from anwang.auth.cli import apikey_app, user_app
+    from anwang.checkpoints.cli import import_app, purge
+    from anwang.checkpoints.simulate import simulate_app
+    from anwang.communities.cli import devices_app, simulate_devices
+    from anwang.dispatch.cli import coverage_app
+    from anwang.roads.cli import roads_app
+    from anwang.watchlist.cli import watchlist_app
 
     app.add_typer(user_app, name="user")
     app.add_typer(apikey_app, name="apikey")
+    app.add_typer(import_app, name="import")
+    app.command("purge")(purge)
+    app.add_typer(simulate_app, name="simulate")
+    simulate_app.command("devices")(simulate_devices)
+    app.add_typer(devices_app, name="devices")
+    app.add_typer(watchlist_app, name="watchlist")
+    app.add_typer(roads_app, name="roads")
+    app.add_typer(coverage_app, name="coverage")
 
 
 _register_subcommands()

@@ -54,6 +54,43 @@ class Settings(BaseSettings):
     mfa_required: bool | None = None
     #: Marks cookies ``Secure``; on by default in ``prod``.
     cookie_secure: bool | None = None
+    #: Reasons a search of stored plate reads may give (each search also needs a case
+    #: reference). Set as a JSON list: ``ANWANG_READ_SEARCH_REASONS='["investigation"]'``.
+    read_search_reasons: list[str] = Field(
+        default_factory=lambda: [
+            "investigation", "missing_person", "stolen_vehicle", "hit_and_run", "court_order",
+        ],
+        min_length=1,
+    )
+    #: Hours a plate read that matched no watch-list entry is kept (at most 30 days).
+    read_retention_hours: int = Field(default=48, ge=1, le=30 * 24)
+    #: Seconds between rounds of the checkpoint housekeeping (offline scan and purge).
+    housekeeping_interval_s: int = Field(default=60, ge=1)
+    #: Minutes within which another hit of the same watch-list entry at the same
+    #: checkpoint updates the open alert instead of raising a new one.
+    alert_dedupe_minutes: int = Field(default=10, ge=0, le=24 * 60)
+    #: Minutes an alert may stay unacknowledged before it is escalated a level up.
+    alert_escalate_minutes: int = Field(default=2, ge=1, le=24 * 60)
+    #: Seconds between two rounds of alert escalation and watch-list expiry.
+    alert_scan_seconds: float = Field(default=15.0, gt=0, le=3600)
+    #: Longest validity of a watch-list entry, in days (renewable).
+    watchlist_max_days: int = Field(default=90, ge=1, le=366)
+    #: MQTT broker the device intake subscribes to (``mqtt://user:pass@host:1883``,
+    #: ``mqtts://`` for TLS); empty: no MQTT, devices post over HTTP only.
+    mqtt_url: str = ""
+    #: This worker's member name in the MQTT consumer group (client id
+    #: ``anwang-communities-<worker id>``); empty: the host name. One per process.
+    mqtt_worker_id: str = ""
+    #: Seconds the broker keeps a stopped worker's session and its queued messages.
+    mqtt_session_expiry_s: int = Field(default=24 * 3600, ge=60)
+    #: Most unacknowledged messages the broker sends one worker at once (MQTT 5).
+    mqtt_receive_maximum: int = Field(default=10_000, ge=1, le=65535)
+    #: Hours device telemetry samples and device events are kept.
+    device_retention_hours: int = Field(default=7 * 24, ge=1, le=366 * 24)
+    #: Seconds a device's clock may run ahead of anwang's before its messages are refused.
+    device_clock_skew_s: float = Field(default=30.0, ge=0, le=3600)
+    #: Seconds between two offline scans (and escalation rounds) of community devices.
+    device_scan_seconds: float = Field(default=2.0, gt=0, le=3600)
     demo_center_lat: float = Field(default=31.78, ge=-90, le=90)
     demo_center_lon: float = Field(default=119.95, ge=-180, le=180)
     demo_seed: int = 7
@@ -69,6 +106,8 @@ class Settings(BaseSettings):
             raise ValueError("ANWANG_SECRET_KEY must be at least 16 characters")
         if not (self.bus_url == "memory://" or self.bus_url.startswith(("nats://", "tls://"))):
             raise ValueError("ANWANG_BUS_URL must be memory:// or nats://host:port")
+        if self.mqtt_url and not self.mqtt_url.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("ANWANG_MQTT_URL must be mqtt://host:1883 or mqtts://host:8883")
         return self
 
     @property

@@ -254,7 +254,7 @@ def test_dispatcher_signs_in_sees_the_map_and_live_events(
     page.click(".lang-switch button[value=en]")
     page.wait_for_url(f"{base}/dashboard")
     assert page.inner_text("#feed-title") == "Live events"
-    assert page.inner_text("nav.nav") == "Live map"
+    assert page.inner_text("nav.nav a[href='/dashboard']") == "Live map"
     stats = _wait_map(page)
     assert stats["districts"] == 2
     legend = page.inner_text(".map-legend")

@@ -49,6 +49,12 @@ class Action(StrEnum):
     CHECKPOINTS_MANAGE = "checkpoints.manage"
     READS_INGEST = "reads.ingest"
     EVENTS_PUBLISH = "events.publish"
+    INCIDENTS_MANAGE = "incidents.manage"
+    UNITS_REPORT = "units.report"
+    UNITS_MANAGE = "units.manage"
+    COVERAGE_PLAN = "coverage.plan"
+    DEVICES_MANAGE = "devices.manage"
+    DEVICE_ALARMS_HANDLE = "device_alarms.handle"
 
 
 #: What each action lets a principal do, in one line (shown in ``docs/security.md``).
@@ -67,6 +73,14 @@ ACTION_DESCRIPTIONS: Mapping[Action, str] = MappingProxyType(
         Action.CHECKPOINTS_MANAGE: "register and configure checkpoints",
         Action.READS_INGEST: "submit plate reads",
         Action.EVENTS_PUBLISH: "submit device events and telemetry",
+        Action.INCIDENTS_MANAGE: "take calls for service, dispatch units, send instructions",
+        Action.UNITS_REPORT: "report a unit's position and status, acknowledge instructions",
+        Action.UNITS_MANAGE: "register units",
+        Action.COVERAGE_PLAN: "edit posts and demand layers, plan the siting of posts",
+        Action.DEVICES_MANAGE: (
+            "register communities and devices, issue device keys, set device rules"
+        ),
+        Action.DEVICE_ALARMS_HANDLE: "acknowledge, clear and close community device alarms",
     }
 )
 
@@ -101,6 +115,14 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = MappingProxyType(
         Action.CHECKPOINTS_MANAGE: frozenset({_R.ADMIN}),
         Action.READS_INGEST: frozenset({_R.DEVICE}),
         Action.EVENTS_PUBLISH: frozenset({_R.DEVICE}),
+        Action.INCIDENTS_MANAGE: frozenset({_R.DISPATCHER, _R.COMMANDER}),
+        Action.UNITS_REPORT: frozenset({_R.OFFICER, _R.DISPATCHER, _R.COMMANDER, _R.DEVICE}),
+        Action.UNITS_MANAGE: frozenset({_R.COMMANDER, _R.ADMIN}),
+        Action.COVERAGE_PLAN: frozenset({_R.COMMANDER, _R.ANALYST}),
+        Action.DEVICES_MANAGE: frozenset({_R.ADMIN}),
+        Action.DEVICE_ALARMS_HANDLE: frozenset(
+            {_R.BUSINESS, _R.GRID_WORKER, _R.OFFICER, _R.DISPATCHER, _R.COMMANDER}
+        ),
     }
 )
 

@@ -19,6 +19,8 @@ from sqlalchemy import func, select
 
 from anwang.auth import service as auth_service
 from anwang.auth.models import Jurisdiction, User
+from anwang.checkpoints.demo import load_demo_checkpoints
+from anwang.communities import demo as communities_demo
 from anwang.core import migrate
 from anwang.core.db import Database
 from anwang.demo.city import (
@@ -27,7 +29,9 @@ from anwang.demo.city import (
     jurisdictions_to_geojson,
     save_roads_npz,
 )
+from anwang.dispatch import demo as dispatch_demo
 from anwang.settings import Settings
+from anwang.watchlist import demo as watchlist_demo
 
 ACTOR = "demo-loader"
 
@@ -103,6 +107,10 @@ def load_demo(settings: Settings, *, seed: int, console: Console | None = None) 
                         jurisdiction_code=login.jurisdiction, actor=ACTOR,
                         display_name=f"Demo {login.role}",
                     )
+            watchlist_demo.load_demo_entries(s, owner="analyst", approver="commander")
+        dispatch_demo.load_demo(db, settings, seed=seed, console=console)
+        load_demo_checkpoints(db, settings, seed=seed, console=console)
+        communities_demo.load_demo(db, settings, seed=seed, console=console)
     finally:
         db.dispose()
     console.print(

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
 #: Content types accepted on API requests that carry a body.
 API_CONTENT_TYPES = frozenset(
     {

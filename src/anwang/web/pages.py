@@ -38,8 +38,8 @@ from anwang.auth.deps import (
     sign_out,
 )
 from anwang.auth.permissions import Action
-from anwang.core import audit
 from anwang.auth.service import TOTP_ISSUER
+from anwang.core import audit
 from anwang.core.errors import NotAuthenticated, TooManyRequests, ValidationFailed
 from anwang.state import AppState
 from anwang.web.map_api import GRID_MIN_ZOOM

@@ -19,6 +19,7 @@ from anwang.auth.deps import (
     OptionalPrincipal,
     sign_in,
 )
+from anwang.auth.permissions import Action, Role, allowed
 from anwang.core.audit import AuditEntry
 from anwang.core.db import Database
 
@@ -37,7 +38,11 @@ def test_token_and_me(client: TestClient, kit: AuthKit) -> None:
     me = client.get("/api/v1/me", headers=kit.bearer(body["access_token"])).json()
     assert me["username"] == "dispatch.1" and me["kind"] == "user"
     assert me["role"] == "dispatcher" and me["jurisdiction"] is None
-    assert set(me["permissions"]) == {"map.view", "stream.read", "alerts.handle"}
+    # /me reports exactly what the one permission table grants the role (the table
+    # itself is pinned in tests/unit/auth/test_permissions.py).
+    assert set(me["permissions"]) == {str(a) for a in Action if allowed(Role.DISPATCHER, a)}
+    assert {"map.view", "stream.read", "alerts.handle"} <= set(me["permissions"])
+    assert "reads.search" not in me["permissions"]
 
 
 def test_locale_change_by_bearer(client: TestClient, kit: AuthKit) -> None:
@@ -183,8 +188,10 @@ def test_api_key_lifecycle(client: TestClient, db: Database, kit: AuthKit) -> No
     assert me.status_code == 200
     assert me.json() == {
         "kind": "apikey", "username": "gate-7", "role": "device", "jurisdiction": None,
-        "locale": None, "permissions": ["reads.ingest", "events.publish"],
+        "locale": None,
+        "permissions": [str(a) for a in Action if allowed(Role.DEVICE, a)],
     }
+    assert "users.manage" not in me.json()["permissions"]
     # A device key calling an admin route.
     denied = client.get("/api/v1/users", headers=kit.bearer(key))
     assert denied.status_code == 403 and denied.json()["code"] == "anwang.auth.permission_denied"

@@ -212,7 +212,7 @@ def test_the_audit_view_filters_and_pages_newest_first(
     # Reading the trail is itself on the trail.
     with db.unit_of_work() as s:
         reads = s.scalars(select(AuditEntry).where(
-            AuditEntry.action == "anwang.audit.trail.read")).all()
+            AuditEntry.action == "anwang.audit.trail.read").order_by(AuditEntry.seq)).all()
     assert reads and all(e.actor == "the.auditor" for e in reads)
     filtered = [e for e in reads if e.data and e.data.get("action") == "anwang.test"]
     assert filtered and filtered[0].result_count == AUDIT_PAGE_SIZE

@@ -24,16 +24,20 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "security.md"
 HUMANS_ON_THE_MAP = {"map.view", "stream.read"}
 EXPECTED: dict[str, set[str]] = {
     "admin": HUMANS_ON_THE_MAP | {"users.manage", "apikeys.manage", "jurisdictions.manage",
-                                  "checkpoints.manage", "alerts.handle"},
+                                  "checkpoints.manage", "alerts.handle", "units.manage",
+                                  "devices.manage"},
     "commander": HUMANS_ON_THE_MAP | {"reads.search", "watchlist.edit", "watchlist.approve",
-                                      "alerts.handle"},
-    "dispatcher": HUMANS_ON_THE_MAP | {"alerts.handle"},
-    "analyst": HUMANS_ON_THE_MAP | {"reads.search", "watchlist.edit"},
-    "officer": HUMANS_ON_THE_MAP | {"alerts.handle"},
-    "grid_worker": HUMANS_ON_THE_MAP,
-    "business": HUMANS_ON_THE_MAP,
+                                      "alerts.handle", "incidents.manage", "units.report",
+                                      "units.manage", "coverage.plan",
+                                      "device_alarms.handle"},
+    "dispatcher": HUMANS_ON_THE_MAP | {"alerts.handle", "incidents.manage", "units.report",
+                                       "device_alarms.handle"},
+    "analyst": HUMANS_ON_THE_MAP | {"reads.search", "watchlist.edit", "coverage.plan"},
+    "officer": HUMANS_ON_THE_MAP | {"alerts.handle", "units.report", "device_alarms.handle"},
+    "grid_worker": HUMANS_ON_THE_MAP | {"device_alarms.handle"},
+    "business": HUMANS_ON_THE_MAP | {"device_alarms.handle"},
     "auditor": {"audit.read"},
-    "device": {"reads.ingest", "events.publish"},
+    "device": {"reads.ingest", "events.publish", "units.report"},
 }
 
 

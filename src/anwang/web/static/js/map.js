@@ -234,6 +234,8 @@
     eventMarkers.push(marker);
     while (eventMarkers.length > MAX_EVENT_MARKERS) eventLayer.removeLayer(eventMarkers.shift());
     stats.events += 1;
+    // Lets other scripts dress the marker (alerts.js: colour, popup with a link).
+    document.dispatchEvent(new CustomEvent("anwang:marker", { detail: { event: detail, marker: marker } }));
     // The ring pulses a few times (CSS); afterwards only the dot stays.
     window.setTimeout(function () {
       var node = marker.getElement && marker.getElement();
