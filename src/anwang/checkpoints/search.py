@@ -33,6 +33,7 @@ from anwang.checkpoints.schemas import Coverage, CoverageStatus, OutageOut
 from anwang.checkpoints.service import _chunks, _now
 from anwang.core import audit
 from anwang.core.errors import FieldError, ValidationFailed
+from anwang.core.geo import EARTH_RADIUS_M, distance_m
 from anwang.watchlist.matcher import validate_pattern
 
 #: Most reads one search returns; an export may return more.
@@ -43,7 +44,6 @@ MAX_RADIUS_M = 50_000
 MAX_POLYGON_POINTS = 200
 #: A search without ``from`` looks this far back from ``to``.
 DEFAULT_WINDOW = timedelta(days=7)
-_EARTH_M = 6_371_008.8
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def _inside(terms: SearchTerms) -> Callable[[float, float], bool] | None:
         r = terms.radius_m
 
         def in_circle(lat: float, lon: float) -> bool:
-            return haversine_m(lat0, lon0, lat, lon) <= r
+            return distance_m(lat0, lon0, lat, lon) <= r
 
         return in_circle
     if terms.polygon is not None:
@@ -193,7 +193,7 @@ def _bbox(terms: SearchTerms) -> tuple[float, float, float, float] | None:
     """(min lat, max lat, min lon, max lon) around the area."""
     if terms.near is not None and terms.radius_m is not None:
         lat0, lon0 = terms.near
-        dlat = math.degrees(terms.radius_m / _EARTH_M)
+        dlat = math.degrees(terms.radius_m / EARTH_RADIUS_M)
         dlon = dlat / max(math.cos(math.radians(lat0)), 1e-6)
         return lat0 - dlat, lat0 + dlat, lon0 - dlon, lon0 + dlon
     if terms.polygon is not None:
@@ -201,13 +201,6 @@ def _bbox(terms: SearchTerms) -> tuple[float, float, float, float] | None:
         ys = [p[1] for p in terms.polygon]
         return min(ys), max(ys), min(xs), max(xs)
     return None
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * _EARTH_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 def _plate_clause(session: Session, plate: str) -> ColumnElement[bool]:

@@ -17,7 +17,6 @@ import math
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,6 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import linear_sum_assignment
 
 from anwang.core.errors import FieldError, ValidationFailed
+from anwang.core.geo import haversine_m
 
 __all__ = [
     "CoverageProblem",
@@ -46,7 +46,6 @@ __all__ = [
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
 
-EARTH_RADIUS_M: Final = 6_371_008.8
 """Mean Earth radius (IUGG) in metres, for great-circle distances between sites."""
 
 
@@ -498,13 +497,9 @@ def _distances(coords: FloatArray, a: IntArray, b: IntArray, latlon: bool) -> Fl
     pa, pb = coords[a][:, None, :], coords[b][None, :, :]
     if not latlon:
         return np.asarray(np.sqrt(((pa - pb) ** 2).sum(axis=2)), dtype=np.float64)
-    lat1, lon1 = np.radians(pa[..., 0]), np.radians(pa[..., 1])
-    lat2, lon2 = np.radians(pb[..., 0]), np.radians(pb[..., 1])
-    h = (
-        np.sin((lat2 - lat1) / 2) ** 2
-        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    return np.asarray(
+        haversine_m(pa[..., 0], pa[..., 1], pb[..., 0], pb[..., 1]), dtype=np.float64
     )
-    return np.asarray(2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(h, 0, 1))), np.float64)
 
 
 def compare(
