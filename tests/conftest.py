@@ -47,6 +47,22 @@ def tcp_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing() -> Iterator[None]:
+    """Argon2 at its minimum cost for the whole run: hundreds of users are created and
+    signed in, and at the production cost (about 0.1 s a hash) that alone takes minutes.
+    ``tests/unit/auth/test_passwords.py`` checks the production parameters themselves;
+    servers started as subprocesses keep them."""
+    from argon2 import PasswordHasher
+
+    from anwang.auth import service as auth_service
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(auth_service, "_hasher",
+                   PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+        yield
+
+
 def _all_tables() -> None:
     import anwang.schema  # noqa: F401  (registers every table on Base.metadata)
 

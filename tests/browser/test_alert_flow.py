@@ -13,8 +13,6 @@ Skips when Debian's Chromium is missing — unless ``ANWANG_REQUIRE_SERVICES=1``
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -33,24 +31,22 @@ from anwang.core.db import Base, Database
 from anwang.core.events import utcnow
 from anwang.settings import Settings
 from anwang.watchlist import service as watchlist_service
-from tests.browser.test_dashboard_flow import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+from tests.browser.kit import (
     DESKTOP,
+    PASSWORD,
     PHONE,
     SHOTS,
     LiveServer,
     PageErrors,
-    _free_port,
-    _require_chromium,
-    _wait_map,
     city_tree,
+    login,
+    require_chromium,
     roads,
+    wait_map,
 )
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "correct horse battery"
 PLATE = "苏D8A2K7"
 CHECKPOINT = "CP-HM-01"
 
@@ -58,9 +54,7 @@ CHECKPOINT = "CP-HM-01"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str]]:
     """The live server, and the checkpoint's device key."""
-    _require_chromium()
-    import uvicorn
-
+    require_chromium()
     data_dir = tmp_path_factory.mktemp("anwang-alert-browser")
     settings = Settings(env="test", data_dir=data_dir,
                         secret_key="browser-test-secret-0123456789")
@@ -93,40 +87,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServe
     (data_dir / "roads.geojson").write_text(json.dumps(roads(), ensure_ascii=False),
                                             encoding="utf-8")
 
-    app = create_app(settings, db=db)
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            ws="none", lifespan="on", timeout_graceful_shutdown=2)
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, name="anwang-alert-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not srv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the test server did not start")
-        time.sleep(0.05)
-    yield LiveServer(f"http://127.0.0.1:{port}", app, thread, srv), key
-    srv.should_exit = True
-    thread.join(timeout=15)
+    live = LiveServer.start(create_app(settings, db=db), name="anwang-alert-server")
+    yield live, key
+    live.stop()
     db.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser(server: tuple[LiveServer, str]) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
-def _login(page: Any, base: str, username: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("form.login-form button[type=submit]")
 
 
 def test_a_posted_read_raises_an_alert_that_the_dispatcher_handles(
@@ -137,9 +101,9 @@ def test_a_posted_read_raises_an_alert_that_the_dispatcher_handles(
     context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
     page = context.new_page()
     errors = PageErrors(page)
-    _login(page, base, "dispatcher")
+    login(page, base, "dispatcher")
     page.wait_for_url(f"{base}/dashboard")
-    _wait_map(page)
+    wait_map(page)
     page.wait_for_selector("#feed-state[data-state=connected]", timeout=10_000)
     page.wait_for_selector("#alert-sound[aria-pressed=true]", timeout=5_000)
     page.click("#feed-title")  # a gesture: browsers play sound only after one
@@ -223,7 +187,7 @@ def test_an_analyst_proposes_an_entry_and_a_commander_approves_it(
     context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
     page = context.new_page()
     errors = PageErrors(page)
-    _login(page, base, "analyst")
+    login(page, base, "analyst")
     page.wait_for_url(f"{base}/dashboard")
     page.goto(f"{base}/watchlist")
     page.click(".wl-create > summary")
@@ -242,7 +206,7 @@ def test_an_analyst_proposes_an_entry_and_a_commander_approves_it(
     context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
     page = context.new_page()
     errors2 = PageErrors(page)
-    _login(page, base, "commander")
+    login(page, base, "commander")
     page.wait_for_url(f"{base}/dashboard")
     page.goto(f"{base}/watchlist?status=pending")
     entry_id = entry_url.rsplit("/", 1)[1]

@@ -12,9 +12,6 @@ Skips when Chromium or the broker is missing — unless ``ANWANG_REQUIRE_SERVICE
 from __future__ import annotations
 
 import json
-import os
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,57 +20,41 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from argon2 import PasswordHasher
 
 from anwang.app import create_app
-from anwang.auth import service as auth_service
 from anwang.core.db import Base, Database
 from anwang.core.events import utcnow
 from anwang.infra.mqtt import MqttUrl
 from anwang.settings import Settings
+from tests.browser.kit import DESKTOP, SHOTS, LiveServer, require_chromium
 from tests.conftest import MQTT_URL, need_service, tcp_reachable
 from tests.integration.communities.conftest import PASSWORD, Kit, seed
 
 pytestmark = [pytest.mark.browser]
 
-SHOTS = "/tmp/anwang-shots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-DESKTOP = {"width": 1366, "height": 800}
 
 
 def _require_services() -> None:
-    if not os.path.exists(CHROMIUM):
-        msg = f"{CHROMIUM} is missing: install Debian's chromium package to run browser tests"
-        if os.environ.get("ANWANG_REQUIRE_SERVICES", "") not in ("", "0", "false"):
-            pytest.fail(msg + " (ANWANG_REQUIRE_SERVICES=1)", pytrace=False)
-        pytest.skip(msg)
+    require_chromium()
     parts = urlsplit(MQTT_URL)
     if not tcp_reachable(parts.hostname or "127.0.0.1", parts.port or 1883):
         need_service("MQTT (Mosquitto)", MQTT_URL)
 
 
 @dataclass
-class LiveServer:
-    url: str
-    app: Any
+class Served:
+    live: LiveServer
     kit: Kit
     device: str
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    @property
+    def url(self) -> str:
+        return self.live.url
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     _require_services()
-    import uvicorn
-
     import anwang.schema  # noqa: F401  (every table on Base.metadata)
 
     data_dir = tmp_path_factory.mktemp("anwang-communities-browser")
@@ -86,41 +67,15 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     )
     db = Database(settings.resolved_database_url)
     Base.metadata.create_all(db.engine)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(auth_service, "_hasher",
-                   PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-        seed(db)
+    seed(db)
     kit = Kit(db)
     device = f"sm-{uuid.uuid4().hex[:8]}"
     kit.device(device, "smoke_alarm", floor=11, heartbeat_s=3600, at=utcnow())
 
-    app = create_app(settings, db=db)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", ws="none", lifespan="on",
-                                           timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, name="anwang-live-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the test server did not start")
-        time.sleep(0.05)
-    yield LiveServer(f"http://127.0.0.1:{port}", app, kit, device)
-    server.should_exit = True
-    thread.join(timeout=15)
+    live = LiveServer.start(create_app(settings, db=db))
+    yield Served(live, kit, device)
+    live.stop()
     db.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser(live_server: LiveServer) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    os.makedirs(SHOTS, exist_ok=True)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def _publish(topic: str, payload: bytes) -> None:
@@ -141,7 +96,7 @@ def _publish(topic: str, payload: bytes) -> None:
 
 
 def test_a_smoke_alarm_from_the_broker_is_seen_acknowledged_and_closed(
-    live_server: LiveServer, browser: Any,
+    live_server: Served, browser: Any,
 ) -> None:
     base = live_server.url
     context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
@@ -173,7 +128,7 @@ def test_a_smoke_alarm_from_the_broker_is_seen_acknowledged_and_closed(
     item.wait_for(timeout=10_000)
     assert "小区设备报警" in item.inner_text() and live_server.device in item.inner_text()
     page.wait_for_function("() => window.anwangMapStats.events >= 1", timeout=5_000)
-    page.screenshot(path=f"{SHOTS}/community-alarm-dashboard-zh.png")
+    page.screenshot(path=str(SHOTS / "community-alarm-dashboard-zh.png"))
 
     [alarm] = live_server.kit.alarms(device_id=live_server.device)
     page.goto(f"{base}/community-alarms")
@@ -181,7 +136,7 @@ def test_a_smoke_alarm_from_the_broker_is_seen_acknowledged_and_closed(
     row.wait_for(timeout=5_000)
     assert "火" in row.inner_text() or "紧急" in row.inner_text()
     page.wait_for_function("() => window.anwangCommunities && window.anwangCommunities.ready")
-    page.screenshot(path=f"{SHOTS}/community-alarms-zh.png")
+    page.screenshot(path=str(SHOTS / "community-alarms-zh.png"))
     row.locator("a").first.click()
     page.wait_for_url(f"{base}/community-alarms/{alarm.id}")
     assert page.inner_text("#alarm-status") == "生效中"
@@ -196,7 +151,7 @@ def test_a_smoke_alarm_from_the_broker_is_seen_acknowledged_and_closed(
     assert page.inner_text("#alarm-outcome") == "真实警情"
     history = page.inner_text("#alarm-history")
     assert "raised" in history and "acknowledged" in history and "closed" in history
-    page.screenshot(path=f"{SHOTS}/community-alarm-closed-zh.png")
+    page.screenshot(path=str(SHOTS / "community-alarm-closed-zh.png"))
 
     [closed] = live_server.kit.alarms(device_id=live_server.device)
     assert (closed.status, closed.outcome, closed.closed_by) == ("closed", "real",

@@ -11,14 +11,8 @@ Skips when Debian's Chromium is missing — unless ``ANWANG_REQUIRE_SERVICES=1``
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,95 +22,28 @@ from anwang.auth import service
 from anwang.core.db import Base, Database
 from anwang.core.events import SYSTEM_NOTICE, Audience, Event
 from anwang.settings import Settings
+from tests.browser.kit import (
+    DESKTOP,
+    PASSWORD,
+    PHONE,
+    SHOTS,
+    LiveServer,
+    PageErrors,
+    city_tree,
+    login,
+    require_chromium,
+    roads,
+    wait_map,
+)
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-SHOTS = Path("/tmp/anwang-shots")
-PASSWORD = "correct horse battery"
-DESKTOP = {"width": 1366, "height": 800}
-PHONE = {"width": 390, "height": 844}
 LAT, LON = 31.78, 119.95
-
-
-def _require_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    msg = f"{CHROMIUM} is missing: install Debian's chromium package to run browser tests"
-    if os.environ.get("ANWANG_REQUIRE_SERVICES", "") not in ("", "0", "false"):
-        pytest.fail(msg + " (ANWANG_REQUIRE_SERVICES=1)", pytrace=False)
-    pytest.skip(msg)
-
-
-def _square(x0: float, y0: float, x1: float, y1: float) -> dict[str, Any]:
-    return {"type": "Polygon",
-            "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
-
-
-def _feature(code: str, level: str, parent: str | None, geom: dict[str, Any], name: str,
-             name_en: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "Feature", "geometry": geom,
-            "properties": {"code": code, "level": level, "parent": parent, "name": name,
-                           "name_en": name_en, **extra}}
-
-
-def city_tree() -> dict[str, Any]:
-    """A city around 31.78N 119.95E: 2 districts, a station in each, 2 grids per station."""
-    w, e, s, n, mid = 119.85, 120.05, 31.72, 31.84, 119.95
-    f, sq = _feature, _square
-    return {"type": "FeatureCollection", "features": [
-        f("3204", "city", None, sq(w, s, e, n), "示范市", "Demo City"),
-        f("320402", "district", "3204", sq(w, s, mid, n), "天宁区", "Tianning District"),
-        f("320404", "district", "3204", sq(mid, s, e, n), "钟楼区", "Zhonglou District"),
-        f("32040201", "station", "320402", sq(w, s, mid, 31.78), "红梅派出所",
-          "Hongmei Station", station_point=[119.9, 31.75]),
-        f("32040401", "station", "320404", sq(mid, s, e, 31.78), "南大街派出所",
-          "Nandajie Station", station_point=[120.0, 31.75]),
-        f("3204020101", "grid", "32040201", sq(w, s, 119.9, 31.78), "红梅一网格", "Hongmei 1"),
-        f("3204020102", "grid", "32040201", sq(119.9, s, mid, 31.78), "红梅二网格", "Hongmei 2"),
-        f("3204040101", "grid", "32040401", sq(mid, s, 120.0, 31.78), "南大街一网格",
-          "Nandajie 1"),
-        f("3204040102", "grid", "32040401", sq(120.0, s, e, 31.78), "南大街二网格",
-          "Nandajie 2"),
-    ]}
-
-
-def roads() -> dict[str, Any]:
-    def line(cls: str, name: str, coords: list[list[float]]) -> dict[str, Any]:
-        return {"type": "Feature", "properties": {"highway": cls, "name": name},
-                "geometry": {"type": "LineString", "coordinates": coords}}
-    return {"type": "FeatureCollection", "features": [
-        line("trunk", "延陵路", [[119.85, 31.79], [120.05, 31.79]]),
-        line("primary", "和平路", [[119.95, 31.72], [119.95, 31.84]]),
-        line("residential", "局前街", [[119.9, 31.74], [119.93, 31.77], [119.97, 31.8]]),
-    ]}
-
-
-@dataclass
-class LiveServer:
-    url: str
-    app: Any
-    thread: threading.Thread
-    server: Any
-
-    def publish(self, event: Event) -> None:
-        self.app.state.anwang.bus.publish_threadsafe(event)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    _require_chromium()
-    import uvicorn
-
+    require_chromium()
     data_dir = tmp_path_factory.mktemp("anwang-browser")
     settings = Settings(env="test", data_dir=data_dir, secret_key="browser-test-secret-0123456789")
     import anwang.schema  # noqa: F401  (every table on Base.metadata)
@@ -130,58 +57,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         service.create_user(s, username="auditor", password=PASSWORD, role="auditor")
     (data_dir / "roads.geojson").write_text(json.dumps(roads(), ensure_ascii=False),
                                             encoding="utf-8")
-
-    app = create_app(settings, db=db)
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            ws="none", lifespan="on", timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="anwang-live-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the test server did not start")
-        time.sleep(0.05)
-    yield LiveServer(f"http://127.0.0.1:{port}", app, thread, server)
-    server.should_exit = True
-    thread.join(timeout=15)
+    live = LiveServer.start(create_app(settings, db=db))
+    yield live
+    live.stop()
     db.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser(live_server: LiveServer) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
-class PageErrors:
-    """Console errors (CSP violations land there too) and uncaught exceptions."""
-
-    def __init__(self, page: Any) -> None:
-        self.items: list[str] = []
-        page.on("console", lambda m: m.type == "error" and self.items.append(m.text))
-        page.on("pageerror", lambda e: self.items.append(str(e)))
-
-
-def _login(page: Any, base: str, username: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("form.login-form button[type=submit]")
-
-
-def _wait_map(page: Any) -> dict[str, Any]:
-    page.wait_for_function(
-        "() => window.anwangMapStats && window.anwangMapStats.ready", timeout=10_000
-    )
-    stats: dict[str, Any] = page.evaluate("window.anwangMapStats")
-    return stats
 
 
 @pytest.fixture
@@ -209,9 +88,9 @@ def test_dispatcher_signs_in_sees_the_map_and_live_events(
     page.screenshot(path=str(SHOTS / "login-error-desktop-zh.png"))
 
     errors.items.clear()  # the refused sign-in answered 401, which the console reports
-    _login(page, base, "dispatcher")
+    login(page, base, "dispatcher")
     page.wait_for_url(f"{base}/dashboard")
-    stats = _wait_map(page)
+    stats = wait_map(page)
     assert stats["districts"] == 2 and stats["stations"] == 2 and stats["roads"] == 3
     assert stats["errors"] == 0
 
@@ -255,7 +134,7 @@ def test_dispatcher_signs_in_sees_the_map_and_live_events(
     page.wait_for_url(f"{base}/dashboard")
     assert page.inner_text("#feed-title") == "Live events"
     assert page.inner_text("nav.nav a[href='/dashboard']") == "Live map"
-    stats = _wait_map(page)
+    stats = wait_map(page)
     assert stats["districts"] == 2
     legend = page.inner_text(".map-legend")
     assert "Districts" in legend and "Police stations" in legend
@@ -275,10 +154,10 @@ def test_dispatcher_signs_in_sees_the_map_and_live_events(
     ppage = phone.new_page()
     perrors = PageErrors(ppage)
     ppage.goto(f"{base}/dashboard")
-    _wait_map(ppage)
+    wait_map(ppage)
     ppage.click(".lang-switch button[value=zh_CN]")
     ppage.wait_for_url(f"{base}/dashboard")
-    _wait_map(ppage)
+    wait_map(ppage)
     ppage.wait_for_selector("#feed-state[data-state=connected]", timeout=10_000)
     live_server.publish(Event(name=SYSTEM_NOTICE, payload={"message": "手机端测试通知",
                                                           "lat": 31.77, "lon": 119.96}))
@@ -314,7 +193,7 @@ def test_auditor_reads_and_verifies_the_trail(live_server: LiveServer, browser: 
     context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
     page = context.new_page()
     errors = PageErrors(page)
-    _login(page, base, "auditor")
+    login(page, base, "auditor")
     page.wait_for_url(f"{base}/audit")
     assert page.locator(".audit-table tbody tr").count() > 3
     page.click("button[hx-post='/audit/verify']")

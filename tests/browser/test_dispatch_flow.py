@@ -12,8 +12,6 @@ Skips when Debian's Chromium is missing — unless ``ANWANG_REQUIRE_SERVICES=1``
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -35,28 +33,24 @@ from anwang.dispatch.models import Instruction
 from anwang.roads.graph import RoadGraph
 from anwang.roads.service import GRAPH_FILE
 from anwang.settings import Settings
-from tests.browser.test_dashboard_flow import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+from tests.browser.kit import (
+    PASSWORD,
     PHONE,
     SHOTS,
     LiveServer,
     PageErrors,
-    _free_port,
-    _require_chromium,
+    login,
+    require_chromium,
 )
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "correct horse battery"
 DISTRICT = "320401"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, dict[str, Any]]]:
-    _require_chromium()
-    import uvicorn
-
+    require_chromium()
     data_dir = tmp_path_factory.mktemp("anwang-dispatch")
     settings = Settings(env="test", data_dir=data_dir,
                         secret_key="browser-test-secret-0123456789")
@@ -100,42 +94,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServe
         facts["units"] = units
         facts["incident_at"] = (float(g.lat[picks[5]]), float(g.lon[picks[5]]))
 
-    app = create_app(settings, db=db)
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            ws="none", lifespan="on", timeout_graceful_shutdown=2)
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, name="anwang-dispatch-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not srv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the test server did not start")
-        time.sleep(0.05)
     facts["db"] = db
-    yield LiveServer(f"http://127.0.0.1:{port}", app, thread, srv), facts
-    srv.should_exit = True
-    thread.join(timeout=15)
+    live = LiveServer.start(create_app(settings, db=db), name="anwang-dispatch-server")
+    yield live, facts
+    live.stop()
     db.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser(server: tuple[LiveServer, dict[str, Any]]) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
-def _login(page: Any, base: str, username: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("form.login-form button[type=submit]")
-    page.wait_for_load_state()
 
 
 def test_dispatcher_assigns_the_nearest_unit_and_the_phone_acknowledges(
@@ -146,7 +109,7 @@ def test_dispatcher_assigns_the_nearest_unit_and_the_phone_acknowledges(
     desk = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
     page = desk.new_page()
     errors = PageErrors(page)
-    _login(page, base, "dispatcher")
+    login(page, base, "dispatcher", wait=True)
     page.goto(f"{base}/dispatch")
     page.wait_for_function("() => window.anwangDispatch && window.anwangDispatch.ready",
                            timeout=15_000)
@@ -190,7 +153,7 @@ def test_dispatcher_assigns_the_nearest_unit_and_the_phone_acknowledges(
                                 device_scale_factor=2, locale="zh-CN")
     ppage = phone.new_page()
     perrors = PageErrors(ppage)
-    _login(ppage, base, "officer")
+    login(ppage, base, "officer", wait=True)
     ppage.goto(f"{base}/units/{first}/phone")
     assert "黑色外套" in ppage.inner_text(".phone-instructions")
     assert "青果巷 12 号" in ppage.inner_text(".phone")

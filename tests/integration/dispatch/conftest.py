@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pytest
 import shapely
-from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -107,13 +106,6 @@ class Kit:
                                              else k)
                 service.record_position(s, unit_id=u.id, lat=plat, lon=plon, at=at, now=at)
             return u.id
-
-
-@pytest.fixture(autouse=True)
-def _cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2 at its minimum cost: these tests are about dispatch, not passwords."""
-    monkeypatch.setattr(auth_service, "_hasher",
-                        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 @pytest.fixture

@@ -52,3 +52,15 @@ def test_old_parameters_need_a_rehash() -> None:
     weak = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("pw1234567890")
     assert verify_password(weak, "pw1234567890")
     assert needs_rehash(weak)
+
+
+def test_production_parameters_follow_rfc_9106() -> None:
+    # The run's fixture swaps in a cheap hasher; what ships is argon2id t=3, m=64 MiB, p=4.
+    from argon2 import Type
+
+    from anwang.auth.service import _new_hasher
+
+    params = _new_hasher()
+    assert (params.type, params.time_cost, params.memory_cost, params.parallelism) == (
+        Type.ID, 3, 64 * 1024, 4)
+    assert _new_hasher().hash("pw1234567890").startswith("$argon2id$v=19$m=65536,t=3,p=4$")
