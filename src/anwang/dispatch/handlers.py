@@ -4,11 +4,11 @@ positions over MQTT.
 **Escalation.** Every :data:`ROUND_SECONDS` one round runs
 :func:`anwang.dispatch.instructions.scan_escalations` in a unit of work of its own, in a
 worker thread. Every API process runs it (started by the dispatch router's
-:func:`lifespan`); rounds in several processes do no harm because each escalation is a
-conditional update that only one of them wins.
+:func:`lifespan`), and so does every ``anwang worker``; rounds in several processes do
+no harm because each escalation is a conditional update that only one of them wins.
 
 **Positions over MQTT.** With ``ANWANG_MQTT_URL`` set, a process that runs the
-consumers (``anwang serve`` on the embedded bus) also consumes
+consumers (``anwang serve`` on the embedded bus, every ``anwang worker``) also consumes
 ``anwang/units/<unit id or call sign>/position`` (consumer group
 ``dispatch-positions``, through :class:`anwang.infra.mqtt.MqttConsumer`: QoS 1,
 acknowledged after the commit). The payload is JSON ``{"lat", "lon", "at"?,
@@ -152,24 +152,46 @@ async def run_periodic(db: Database, settings: Settings) -> None:
             log.info("escalated %d unacknowledged instruction(s)", done)
 
 
-@asynccontextmanager
-async def lifespan(app: Any) -> AsyncIterator[None]:
-    """Runs the escalation rounds while the app runs (merged into the app's lifespan)."""
-    state = getattr(app.state, "anwang", None)
-    task = None
+async def run(db: Database, settings: Settings, *, consume_positions: bool = True) -> None:
+    """The escalation rounds and — when ``consume_positions`` and an MQTT broker is
+    configured — the position intake, until cancelled."""
     consumer: MqttConsumer | None = None
-    if state is not None:
-        task = asyncio.get_running_loop().create_task(
-            run_periodic(state.db, state.settings), name="dispatch-escalations")
-        if state.settings.mqtt_url and state.run_consumers:
-            consumer = position_consumer(state.db, state.settings)
-            await consumer.start()
+    if consume_positions and settings.mqtt_url:
+        consumer = position_consumer(db, settings)
+        await consumer.start()
     try:
-        yield
+        await run_periodic(db, settings)
     finally:
         if consumer is not None:
             await consumer.stop()
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+
+
+def start(db: Database, settings: Settings, *,
+          consume_positions: bool = True) -> asyncio.Task[None]:
+    """Start :func:`run` on the running loop (``anwang worker``, and every API process
+    through :func:`lifespan`); stop it with :func:`stop`."""
+    return asyncio.get_running_loop().create_task(
+        run(db, settings, consume_positions=consume_positions), name="dispatch")
+
+
+async def stop(task: asyncio.Task[None] | None) -> None:
+    """Cancel the task of :func:`start` and wait until the MQTT session is closed."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[None]:
+    """Runs :func:`start` while the app runs (merged into the app's lifespan); positions
+    are consumed only by a process that runs the consumers."""
+    state = getattr(app.state, "anwang", None)
+    task = None
+    if state is not None:
+        task = start(state.db, state.settings, consume_positions=state.run_consumers)
+    try:
+        yield
+    finally:
+        await stop(task)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from anwang.core.events import utcnow
-from anwang.dispatch.handlers import parse_position, position_subscription
+from anwang.dispatch.handlers import parse_position, position_subscription, start, stop
 from anwang.dispatch.models import Unit, UnitPosition
 from anwang.infra.mqtt import MqttConsumer, publish_once
 from tests.conftest import MQTT_URL, need_service, tcp_reachable
@@ -76,3 +76,40 @@ def test_positions_arrive_over_mqtt(kit: Kit, mqtt_url: str) -> None:
         rows = s.execute(select(UnitPosition.source, func.count())
                          .group_by(UnitPosition.source)).all()
         assert rows == [("mqtt", 1)]
+
+
+def test_the_worker_task_consumes_positions(kit: Kit, mqtt_url: str) -> None:
+    """What ``anwang worker`` starts (:func:`anwang.dispatch.handlers.start`) takes
+    positions from the broker; resends while it connects store nothing twice."""
+    car = kit.unit("巡702", "patrol_car", WEST, 72)
+    lat, lon = kit.city.point(WEST, 73)
+    at = utcnow().replace(microsecond=0)
+    settings = kit.settings.model_copy(update={
+        "mqtt_url": mqtt_url + "?shared=0",
+        "mqtt_worker_id": f"worker-test-{uuid.uuid4().hex[:8]}",
+        "mqtt_session_expiry_s": 60,
+    })
+    body = json.dumps({"lat": lat, "lon": lon, "at": at.isoformat()}).encode()
+
+    def stored() -> bool:
+        with kit.db.unit_of_work(readonly=True) as s:
+            return s.get(Unit, car).position_at == at
+
+    async def run() -> None:
+        task = start(kit.db, settings)
+        try:
+            deadline = time.monotonic() + 15
+            while not stored():
+                assert time.monotonic() < deadline, "no position arrived through the worker"
+                assert not task.done(), task
+                await publish_once(mqtt_url, f"anwang/units/{car}/position", body)
+                await asyncio.sleep(0.3)
+        finally:
+            await stop(task)
+        assert task.cancelled()
+
+    asyncio.run(run())
+    with kit.db.unit_of_work(readonly=True) as s:
+        n = s.scalar(select(func.count()).select_from(UnitPosition)
+                     .where(UnitPosition.unit_id == car, UnitPosition.source == "mqtt"))
+    assert n == 1
