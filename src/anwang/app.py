@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from anwang import __version__
 from anwang.alerts.handlers import start_periodic as start_alert_rounds
+from anwang.checkpoints import mqtt_intake as checkpoint_reads
 from anwang.checkpoints.handlers import start_housekeeping, stop_housekeeping
 from anwang.communities import handlers as communities
 from anwang.consumers import all_consumers
@@ -66,6 +67,7 @@ def create_app(
         periodic = start_alert_rounds(database, settings) if run_consumers else None
         housekeeping = start_housekeeping(database, settings) if run_consumers else None
         devices = communities.start(database, settings) if run_consumers else None
+        plate_reads = checkpoint_reads.start(database, settings) if run_consumers else None
         log.info("anwang %s started (db=%s, bus=%s)", __version__, database.dialect,
                  settings.bus_url)
         try:
@@ -78,6 +80,7 @@ def create_app(
                 await relay
             await stop_housekeeping(housekeeping)
             await communities.stop(devices)
+            await checkpoint_reads.stop(plate_reads)
             database.publisher = None
             await bus.close()
             if db is None:

@@ -81,12 +81,14 @@ def serve(
 def worker() -> None:
     """Run the bus consumers (on NATS JetStream). Start several to share the work."""
     from anwang.alerts.handlers import start_periodic as start_alert_rounds
+    from anwang.checkpoints import mqtt_intake as checkpoint_reads
     from anwang.checkpoints.handlers import start_housekeeping, stop_housekeeping
     from anwang.communities import handlers as communities
     from anwang.consumers import all_consumers
     from anwang.core.bus import make_bus
     from anwang.core.db import Database
     from anwang.core.outbox import Outbox
+    from anwang.dispatch import handlers as dispatch
 
     settings = _settings()
     if settings.bus_url == "memory://":
@@ -113,6 +115,8 @@ def worker() -> None:
         alert_rounds = start_alert_rounds(db, settings)
         housekeeping = start_housekeeping(db, settings)
         devices = communities.start(db, settings)
+        units = dispatch.start(db, settings)
+        plate_reads = checkpoint_reads.start(db, settings)
         err.print(f"worker running {len(consumers)} consumer(s) on {settings.bus_url}")
         await stop.wait()
         relay.cancel()
@@ -121,6 +125,8 @@ def worker() -> None:
             await relay
         await stop_housekeeping(housekeeping)
         await communities.stop(devices)
+        await dispatch.stop(units)
+        await checkpoint_reads.stop(plate_reads)
         await bus.close()
         db.dispose()
 

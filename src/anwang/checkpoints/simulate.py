@@ -15,7 +15,8 @@ so the demo raises alerts.
 
 :class:`Traffic` is the pure generator (seeded, no clock, no I/O); the command posts what
 it generates to ``POST /api/v1/reads`` with a device key, every half second, and shows a
-live count.
+live count — or, with ``--via mqtt``, publishes each checkpoint's reads to
+``anwang/checkpoints/{code}/reads`` and counts the reports on the result topics.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import heapq
 import importlib
 import importlib.util
+import json
 import math
 import random
 import time
@@ -30,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -41,6 +43,9 @@ from scipy.sparse.csgraph import connected_components, shortest_path  # type: ig
 from scipy.spatial import cKDTree  # type: ignore[import-untyped]
 
 from anwang.checkpoints import plates
+
+if TYPE_CHECKING:
+    from anwang.infra.mqtt import MqttUrl
 
 simulate_app = typer.Typer(help="Simulated traffic for the demo.", no_args_is_help=True)
 err = Console(stderr=True)
@@ -283,6 +288,79 @@ def _default_key() -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
+class _MqttSender:
+    """Publishes each checkpoint's reads as one JSON array to its topic (QoS 1), and
+    adds up the reports the intake publishes on the result topics."""
+
+    def __init__(self, u: MqttUrl, totals: dict[str, int], *, prefix: str | None = None) -> None:
+        import ssl
+        import threading
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        from anwang.checkpoints.mqtt_intake import TOPIC_PREFIX
+
+        self.prefix = prefix or TOPIC_PREFIX
+        self.totals = totals
+        self.lock = threading.Lock()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=u.protocol)
+        if u.username is not None:
+            client.username_pw_set(u.username, u.password)
+        if u.tls:
+            client.tls_set_context(ssl.create_default_context(cafile=u.ca_file))
+        client.max_inflight_messages_set(1000)
+        client.on_connect = lambda c, *_: c.subscribe(f"{self.prefix}/+/reads/result", qos=1)
+        client.on_message = self._report
+        client.connect(u.host, u.port, u.keepalive)
+        client.loop_start()
+        self.client = client
+
+    def _report(self, _client: Any, _ud: Any, msg: Any) -> None:
+        try:
+            body = json.loads(msg.payload)
+            counts = {name: int(body[name]) for name in ("accepted", "duplicates", "alerts")}
+            counts["rejected"] = len(body["rejected"])
+        except (ValueError, KeyError, TypeError):
+            return
+        with self.lock:
+            for name, n in counts.items():
+                self.totals[name] += n
+
+    def send(self, batch: list[dict[str, Any]]) -> None:
+        by_checkpoint: dict[str, list[dict[str, Any]]] = {}
+        for read in batch:
+            by_checkpoint.setdefault(read["checkpoint"], []).append(read)
+        for code, items in by_checkpoint.items():
+            self.client.publish(f"{self.prefix}/{code}/reads",
+                                json.dumps(items, ensure_ascii=False).encode(), qos=1)
+        with self.lock:
+            self.totals["sent"] += len(batch)
+
+    def close(self) -> None:
+        deadline = time.monotonic() + 10
+        while self.client.want_write() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the last reports
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _broker(via: str, mqtt_url: str | None) -> MqttUrl | None:
+    """The broker to publish to with ``--via mqtt``; None for ``http``."""
+    if via == "http":
+        return None
+    if via != "mqtt":
+        raise typer.BadParameter("http or mqtt", param_hint="--via")
+    from anwang.infra.mqtt import MqttUrl
+    from anwang.settings import Settings
+
+    try:
+        return MqttUrl.parse(mqtt_url or Settings().mqtt_url or "mqtt://127.0.0.1:1883")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--mqtt-url") from None
+
+
 def _rate(value: str) -> float:
     text = value.strip().lower().removesuffix("/s")
     try:
@@ -305,17 +383,24 @@ def simulate_reads(
     seed: Annotated[int, typer.Option(help="Seed of the traffic.")] = 7,
     wanted_share: Annotated[float, typer.Option(
         help="Share of vehicles carrying a demo watch-list plate.")] = 0.01,
+    via: Annotated[str, typer.Option(
+        help="http (POST /api/v1/reads) or mqtt (anwang/checkpoints/{code}/reads).")] = "http",
+    mqtt_url: Annotated[str | None, typer.Option(
+        help="MQTT broker for --via mqtt (default: ANWANG_MQTT_URL, else "
+             "mqtt://127.0.0.1:1883).")] = None,
 ) -> None:
     """Send simulated traffic's plate reads to the API.
 
     Vehicles travel between the checkpoints and are read as they pass; the reads are
-    posted to /api/v1/reads with a device key, with a live count.
+    posted to /api/v1/reads with a device key (or, with --via mqtt, published to each
+    checkpoint's MQTT topic), with a live count.
     """
     import httpx
 
     per_second = _rate(rate)
+    broker = _broker(via, mqtt_url)
     key = key or _default_key()
-    if not key:
+    if broker is None and not key:
         err.print("[red]no device key:[/red] pass --key, or run `anwang demo` first")
         raise typer.Exit(2)
     sites = _load_sites()
@@ -331,7 +416,8 @@ def simulate_reads(
               "errors": 0}
     pending: list[dict[str, Any]] = []
     err.print(f"{len(sites)} checkpoints, {per_second:g} reads/s, "
-              f"{len(wanted)} watch-list plates, posting to {url}")
+              f"{len(wanted)} watch-list plates, "
+              + (f"publishing to {broker.redacted()}" if broker else f"posting to {url}"))
 
     def line() -> str:
         elapsed = max(time.time() - start, 1e-9)
@@ -340,6 +426,10 @@ def simulate_reads(
                 f"rejected {totals['rejected']} · alerts {totals['alerts']} · "
                 f"errors {totals['errors']} · on the road {traffic.on_the_road}")
 
+    if broker is not None:
+        _publish_reads(broker, traffic, totals, duration, start, line)
+        err.print(line())
+        return
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client, \
             Live(line(), console=err, refresh_per_second=4) as live:
@@ -374,3 +464,22 @@ def simulate_reads(
         except KeyboardInterrupt:
             pass
     err.print(line())
+
+
+def _publish_reads(broker: MqttUrl, traffic: Traffic, totals: dict[str, int], duration: float,
+                   start: float, line: Any) -> None:
+    """The --via mqtt loop: every half second, what the traffic read since the last."""
+    sender = _MqttSender(broker, totals)
+    try:
+        with Live(line(), console=err, refresh_per_second=4) as live:
+            try:
+                while duration <= 0 or time.time() - start < duration:
+                    batch = traffic.advance(time.time())
+                    if batch:
+                        sender.send(batch)
+                    live.update(line())
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        sender.close()

@@ -131,11 +131,25 @@ class MqttUrl:
     def v5(self) -> bool:
         return self.protocol == mqtt.MQTTv5
 
+    def tls_context(self) -> ssl.SSLContext:
+        """The TLS context of an ``mqtts://`` URL: the broker verified against ``ca``
+        (the system's trust store without it), the client certificate presented when
+        ``cert``/``key`` are given; ``insecure`` skips verification (testing only)."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.cert_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        if self.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
     """One delivered message. ``received_at`` is epoch seconds on anwang's clock;
-    ``generation`` counts the connection it came on."""
+    ``generation`` counts the connection it came on; ``response_topic`` and
+    ``correlation_data`` are the publisher's MQTT 5 request/response properties (None
+    under 3.1.1 or when not set)."""
 
     topic: str
     payload: bytes
@@ -145,6 +159,8 @@ class Message:
     mid: int
     received_at: float
     generation: int
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
 
 
 BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
@@ -309,13 +325,7 @@ class MqttConsumer:
         if u.username is not None:
             client.username_pw_set(u.username, u.password)
         if u.tls:
-            context = ssl.create_default_context(cafile=u.ca_file)
-            if u.cert_file:
-                context.load_cert_chain(u.cert_file, u.key_file)
-            if u.insecure:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            client.tls_set_context(context)
+            client.tls_set_context(u.tls_context())
         client.reconnect_delay_set(1, self.reconnect_max_s)
         client.max_inflight_messages_set(1000)
         client.on_connect = self._on_connect
@@ -407,8 +417,13 @@ class MqttConsumer:
         self._signal(self._subscribed.clear)
 
     def _on_message(self, client: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        props = msg.properties
+        response = correlation = None
+        if props is not None:
+            response = getattr(props, "ResponseTopic", None)
+            correlation = getattr(props, "CorrelationData", None)
         self._buf.append(Message(msg.topic, bytes(msg.payload), msg.qos, msg.retain, bool(msg.dup),
-                                 msg.mid, time.time(), self._generation))
+                                 msg.mid, time.time(), self._generation, response, correlation))
         if not self._wake_pending:
             self._wake_pending = True
             self._signal(self._wake.set)
@@ -477,6 +492,21 @@ class MqttConsumer:
         self.stats.handled += len(batch)
         self._ack(batch)
 
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1,
+                correlation_data: bytes | None = None) -> bool:
+        """Publish on this worker's connection (replies to devices), without waiting for
+        the broker's acknowledgement; paho holds a QoS 1 message over a reconnect.
+        ``correlation_data`` is sent under MQTT 5 only. False when stopped."""
+        client = self._client
+        if client is None:
+            return False
+        props = None
+        if correlation_data is not None and self.url.v5:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.CorrelationData = correlation_data
+        client.publish(topic, payload, qos=qos, properties=props)
+        return True
+
     def _ack(self, batch: Sequence[Message]) -> None:
         client = self._client
         if client is None:
@@ -502,7 +532,7 @@ async def publish_once(url: str | MqttUrl, topic: str, payload: bytes, *, qos: i
         if u.username is not None:
             c.username_pw_set(u.username, u.password)
         if u.tls:
-            c.tls_set_context(ssl.create_default_context(cafile=u.ca_file))
+            c.tls_set_context(u.tls_context())
         c.connect(u.host, u.port, u.keepalive)
         c.loop_start()
         try:
