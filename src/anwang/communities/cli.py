@@ -7,8 +7,12 @@ only under its own topics (``docs/devices.md`` explains other brokers):
   device keys in Mosquitto's own ``$7$`` PBKDF2-SHA512 format, so no key is needed to
   write the file), plus the accounts of anwang's intake and of the simulator when their
   passwords are given;
-* ``acl`` — the intake may read ``anwang/devices/#``; every other account may write only
-  ``anwang/devices/<its user name>/+`` (Mosquitto's ``%u`` pattern);
+* ``acl`` — the intake may read ``anwang/devices/#``, checkpoints' reads and units'
+  positions, and write the checkpoints' result topics; each active checkpoint's account
+  (user name = checkpoint code) may write only its own reads topic and read its own
+  result topic; every other account may write only ``anwang/devices/<its user name>/+``
+  (Mosquitto's ``%u`` pattern). Checkpoint accounts' passwords are not anwang's: keep
+  them in a file of your own that ``--include-passwd`` appends;
 * ``mosquitto.conf`` — a listener configuration that uses both, with persistence and a
   per-session queue big enough to ride out an anwang restart.
 
@@ -27,6 +31,7 @@ import typer
 from rich.console import Console
 from sqlalchemy import select
 
+from anwang.checkpoints.models import Checkpoint
 from anwang.communities import credentials
 from anwang.communities.models import Device
 from anwang.settings import Settings
@@ -47,11 +52,15 @@ def _settings() -> Settings:
 
 
 ACL = """\
-# anwang device topics (written by `anwang devices broker-config`).
-# anwang's intake reads what every device sends.
+# anwang's MQTT topics (written by `anwang devices broker-config`).
+# anwang's intake reads what every device, checkpoint and unit sends, and answers each
+# checkpoint's batch of reads on its result topic.
 user {intake}
 topic read anwang/devices/#
-{simulator}
+topic read anwang/checkpoints/+/reads
+topic write anwang/checkpoints/+/reads/result
+topic read anwang/units/+/position
+{simulator}{checkpoints}
 # Everyone else writes only under their own user name, which is the device id.
 pattern write anwang/devices/%u/+
 """
@@ -96,6 +105,9 @@ def broker_config(
     simulator_password: Annotated[str | None, typer.Option(
         envvar="ANWANG_MQTT_SIMULATOR_PASSWORD")] = None,
     port: Annotated[int, typer.Option(help="Listener port in mosquitto.conf.")] = 1883,
+    include_passwd: Annotated[Path | None, typer.Option(
+        help="A Mosquitto password file of accounts kept outside anwang (checkpoints' "
+             "collectors, say) to append to the written one.")] = None,
 ) -> None:
     """Write Mosquitto's password file, ACL and listener configuration for the devices."""
     from anwang.core.db import Database
@@ -113,14 +125,24 @@ def broker_config(
                 select(Device.id, Device.credential_hash).where(Device.active.is_(True))
                 .order_by(Device.id)
             ).all()
+            checkpoint_codes = list(session.scalars(
+                select(Checkpoint.code).where(Checkpoint.active.is_(True))
+                .order_by(Checkpoint.code)))
     finally:
         db.dispose()
-    names = {intake_user, simulator_user} - {None}
+    names = {intake_user, simulator_user} - {None} | set(checkpoint_codes)
     clash = [d for d, _ in rows if d in names]
     if clash:
         err.print(f"[red]device ids clash with service accounts:[/red] {', '.join(clash)}")
         raise typer.Exit(2)
     lines = [f"{d}:{h}" for d, h in rows]
+    if include_passwd is not None:
+        try:
+            extra = include_passwd.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            err.print(f"[red]cannot read {include_passwd}:[/red] {exc}")
+            raise typer.Exit(2) from exc
+        lines.extend(line for line in extra if line.strip() and not line.startswith("#"))
     if intake_password:
         lines.append(f"{intake_user}:{credentials.hash_key(intake_password)}")
     else:
@@ -138,8 +160,16 @@ def broker_config(
     passwd = out / "passwd"
     passwd.write_text("\n".join(lines) + "\n", encoding="utf-8")
     passwd.chmod(0o600)
-    (out / "acl").write_text(ACL.format(intake=intake_user, simulator=simulator),
-                             encoding="utf-8")
+    checkpoints = "".join(
+        f"\nuser {code}\ntopic write anwang/checkpoints/{code}/reads\n"
+        f"topic read anwang/checkpoints/{code}/reads/result\n"
+        for code in checkpoint_codes)
+    if checkpoints:
+        checkpoints = "\n# Each checkpoint sends its own reads and reads its own reports." \
+            + checkpoints
+    (out / "acl").write_text(
+        ACL.format(intake=intake_user, simulator=simulator, checkpoints=checkpoints),
+        encoding="utf-8")
     (out / "mosquitto.conf").write_text(CONF.format(dir=out.resolve(), port=port),
                                         encoding="utf-8")
     err.print(f"{len(rows)} device account(s) written to {passwd}; ACL and listener "

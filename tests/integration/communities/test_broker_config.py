@@ -151,6 +151,53 @@ def test_the_broker_enforces_keys_and_topics(
     intake_client.loop_stop()
 
 
+def test_checkpoint_accounts_write_only_their_own_reads(
+    kit: Kit, broker: tuple[int, Path, subprocess.Popen[bytes]],
+) -> None:
+    """Each active checkpoint gets an ACL block; its password comes from a file kept
+    outside anwang (``--include-passwd``); the intake reads reads and unit positions."""
+    from anwang.checkpoints import service as checkpoints
+    from anwang.checkpoints.schemas import CheckpointCreate
+    from anwang.communities.credentials import hash_key
+
+    port, out, proc = broker
+    with kit.db.unit_of_work() as s:
+        for code in ("CP-A", "CP-B"):
+            checkpoints.create_checkpoint(s, data=CheckpointCreate.model_validate({
+                "code": code, "name": code, "kind": "police_checkpoint", "lat": 31.75,
+                "lon": 119.87, "directions": ["in"], "lanes": 1}), actor="test")
+    extra = out.parent / "checkpoint-accounts"
+    extra.write_text(f"# collectors\nCP-A:{hash_key('cp-a-secret-0123')}\n")
+    r = runner.invoke(app, ["devices", "broker-config", "--out", str(out), "--port", str(port),
+                            "--include-passwd", str(extra)])
+    assert r.exit_code == 0, r.stderr
+    assert "user CP-B\ntopic write anwang/checkpoints/CP-B/reads\n" in (out / "acl").read_text()
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+
+    got: list[str] = []
+    ready = threading.Event()
+    intake_client = _client(port, "anwang", "intake-secret-0123")
+    intake_client.on_message = lambda c, u, m: got.append(m.topic)
+    intake_client.on_subscribe = lambda *a: ready.set()
+    intake_client.subscribe([("anwang/checkpoints/+/reads", 1), ("anwang/units/+/position", 1)])
+    intake_client.loop_start()
+    assert ready.wait(5)
+    cp = _client(port, "CP-A", "cp-a-secret-0123")
+    cp.loop_start()
+    cp.publish("anwang/checkpoints/CP-B/reads", b"[]", qos=1).wait_for_publish(5)  # not its own
+    cp.publish("anwang/units/U1/position", b"{}", qos=1).wait_for_publish(5)  # not a unit
+    cp.publish("anwang/checkpoints/CP-A/reads", b"[]", qos=1).wait_for_publish(5)
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert got == ["anwang/checkpoints/CP-A/reads"]
+    for c in (cp, intake_client):
+        c.disconnect()
+        c.loop_stop()
+
+
 def test_simulated_traffic_is_understood_in_every_format(kit: Kit) -> None:
     devices = [
         SimDevice("s-native", "smoke_alarm", "native"),
