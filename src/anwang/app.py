@@ -21,6 +21,7 @@ from sqlalchemy import text
 from anwang import __version__
 from anwang.alerts.handlers import start_periodic as start_alert_rounds
 from anwang.checkpoints import mqtt_intake as checkpoint_reads
+from anwang.checkpoints.api import admission as reads_admission
 from anwang.checkpoints.handlers import start_housekeeping, stop_housekeeping
 from anwang.communities import handlers as communities
 from anwang.consumers import all_consumers
@@ -31,6 +32,7 @@ from anwang.core.outbox import Outbox
 from anwang.settings import Settings
 from anwang.state import AppState
 from anwang.web import problems
+from anwang.web.admission import IngestAdmission
 from anwang.web.limits import RequestGuard
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,8 @@ def create_app(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     scope.install()
     database = db or Database(settings.resolved_database_url)
-    bus = make_bus(settings.bus_url, database, stream=settings.nats_stream)
+    bus = make_bus(settings.bus_url, database, stream=settings.nats_stream,
+                   ack_wait=settings.nats_ack_wait_s)
     if run_consumers is None:
         run_consumers = settings.bus_url == "memory://"
     state = AppState(settings=settings, db=database, bus=bus, run_consumers=run_consumers)
@@ -96,6 +99,8 @@ def create_app(
     app.state.anwang = state
     problems.install(app)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    # Added last, so outermost: sheds ingestion load before RequestGuard reads a body.
+    app.add_middleware(IngestAdmission, **reads_admission(state))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     from anwang.alerts.api import router as alerts_router
@@ -109,6 +114,8 @@ def create_app(
     from anwang.dispatch.routers import api_router as dispatch_api_router
     from anwang.dispatch.routers import page_router as dispatch_page_router
     from anwang.roads.api import router as roads_router
+    from anwang.transparency.api import router as transparency_router
+    from anwang.transparency.pages import router as transparency_pages_router
     from anwang.watchlist.api import router as watchlist_router
     from anwang.watchlist.pages import router as watchlist_pages_router
     from anwang.web.map_api import router as map_router
@@ -131,6 +138,8 @@ def create_app(
     app.include_router(dispatch_page_router)
     app.include_router(communities_router, prefix="/api/v1")
     app.include_router(communities_pages_router)
+    app.include_router(transparency_router, prefix="/api/v1")
+    app.include_router(transparency_pages_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -102,7 +102,8 @@ def worker() -> None:
 
     async def run() -> None:
         db = Database(settings.resolved_database_url)
-        bus = make_bus(settings.bus_url, db, stream=settings.nats_stream)
+        bus = make_bus(settings.bus_url, db, stream=settings.nats_stream,
+                       ack_wait=settings.nats_ack_wait_s)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

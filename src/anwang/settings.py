@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     bus_url: str = "memory://"
     #: JetStream stream that carries every ``anwang.>`` subject.
     nats_stream: str = "ANWANG"
+    #: Seconds JetStream waits for a worker to acknowledge a message before giving it to
+    #: another worker: how long the events a crashed worker held are delayed.
+    nats_ack_wait_s: float = Field(default=30.0, ge=1, le=3600)
     secret_key: str = DEV_SECRET_KEY
     #: Default interface language; each user may choose their own.
     locale: str = "zh_CN"
@@ -49,6 +52,15 @@ class Settings(BaseSettings):
     login_lock_minutes: int = Field(default=10, ge=1)
     #: Largest request body accepted, in bytes (a 10,000-read batch is about 3 MB).
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    #: ``POST /api/v1/reads`` requests one process handles at once; more get 503.
+    ingest_max_in_flight: int = Field(default=16, ge=1, le=1024)
+    #: Reads per second one device key may post to one process (0: no limit); more get
+    #: 429. ``ingest_key_burst_reads`` is how many it may post at once.
+    ingest_key_reads_per_s: float = Field(default=2000.0, ge=0)
+    ingest_key_burst_reads: int = Field(default=20_000, ge=1)
+    #: Stored-read events not yet published (outbox) or not yet handled by the storage
+    #: consumer beyond which ingestion answers 503 until half of them are done (0: off).
+    ingest_max_backlog: int = Field(default=2000, ge=0)
     #: Whether roles that can search stored reads or edit watch lists must use TOTP.
     #: Defaults to on in ``prod`` and off elsewhere.
     mfa_required: bool | None = None
@@ -64,6 +76,9 @@ class Settings(BaseSettings):
     )
     #: Hours a plate read that matched no watch-list entry is kept (at most 30 days).
     read_retention_hours: int = Field(default=48, ge=1, le=30 * 24)
+    #: Days a plate read with a watch-list hit is kept after the last alert it belongs
+    #: to was closed (while one is open or acknowledged it is always kept).
+    alert_retention_days: int = Field(default=365, ge=0, le=10 * 366)
     #: Seconds between rounds of the checkpoint housekeeping (offline scan and purge).
     housekeeping_interval_s: int = Field(default=60, ge=1)
     #: Minutes within which another hit of the same watch-list entry at the same

@@ -8,7 +8,8 @@ was last seen within the dedupe window (setting ``alert_dedupe_minutes``, 10) up
 that alert — ``count``, ``last_seen_at``, the latest read — instead of raising another.
 Every hit is one ``alert_hits`` row keyed by (read, entry): a read delivered twice counts
 once and never raises a second alert. Concurrent raisers of one entry at one checkpoint
-serialise on a transaction-scoped advisory lock on PostgreSQL (SQLite has one writer).
+serialise on a transaction-scoped advisory lock on PostgreSQL (SQLite has one writer),
+taken after the audit writer lock so that raisers never deadlock on the two.
 
 Who is told
 -----------
@@ -39,8 +40,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import exists, func, or_, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from anwang.alerts import events
 from anwang.alerts.models import Alert, AlertHit
@@ -223,6 +225,10 @@ def raise_for_hits(
     now = now or utcnow()
     window = timedelta(minutes=_setting(session, "alert_dedupe_minutes", dedupe_minutes))
     entries = watchlist_service.entries_by_id(session, ids=[h.entry_id for h in hits])
+    # Every hit writes an audit entry. Taking the audit lock before the first advisory
+    # lock gives all raisers one lock order; otherwise a worker that audited a hit
+    # waits for another's advisory lock while that one waits for the audit lock.
+    audit.take_writer_lock(session)
     track: str | None = None
     track_known = False
     new = 0
@@ -464,6 +470,33 @@ def linked_read_ids(
         .where(AlertHit.read_id.in_(wanted), keep)
     ))
     return set(rows)
+
+
+def keeps_read(
+    read_id: ColumnElement[str], captured_at: ColumnElement[datetime], *,
+    closed_before: datetime,
+) -> ColumnElement[bool]:
+    """SQL for "the read (``read_id``, ``captured_at``) belongs to an alert that keeps
+    it": one that is open or acknowledged, or was closed at or after ``closed_before``
+    (the alert retention). For the retention purge of plate reads, which correlates the
+    two columns with its own table."""
+    return exists(
+        select(AlertHit.read_id).join(Alert, Alert.id == AlertHit.alert_id).where(
+            AlertHit.read_id == read_id, AlertHit.captured_at == captured_at,
+            or_(Alert.status != Status.CLOSED.value, Alert.closed_at.is_(None),
+                Alert.closed_at >= closed_before),
+        )
+    )
+
+
+def raised_for_read(
+    read_id: ColumnElement[str], captured_at: ColumnElement[datetime]
+) -> ColumnElement[bool]:
+    """SQL for "some alert counts a hit of the read" (whatever its status)."""
+    return exists(
+        select(AlertHit.read_id).where(
+            AlertHit.read_id == read_id, AlertHit.captured_at == captured_at)
+    )
 
 
 #: Buckets of the time-to-acknowledge histogram, in seconds (upper bounds).

@@ -48,6 +48,7 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
     {
         ("POST", "/api/v1/auth/token"),
         ("GET", "/api/v1/openapi.json"),
+        ("GET", "/api/v1/transparency"),
     }
 )
 

@@ -4,11 +4,18 @@ Permissions: registering and changing checkpoints needs ``checkpoints.manage``; 
 them and their health ``map.view``; posting reads ``reads.ingest`` (device keys);
 searching and exporting stored reads ``reads.search``, with a case reference and a
 reason (``docs/api.md``).
+
+Posting reads is admission-controlled (:mod:`anwang.web.admission`): the backlog and
+in-flight gates are middleware that :func:`admission` configures; the per-key rate is
+checked in :func:`read_batch`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import threading
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -18,6 +25,7 @@ from fastapi.responses import Response
 from anwang.auth.deps import DbSession, Principal, StateDep, require
 from anwang.auth.permissions import Action
 from anwang.checkpoints import reads, search, service
+from anwang.checkpoints.handlers import STORE_READS
 from anwang.checkpoints.schemas import (
     CheckpointCreate,
     CheckpointHealth,
@@ -29,7 +37,16 @@ from anwang.checkpoints.schemas import (
     ReadOut,
     SearchOut,
 )
-from anwang.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from anwang.core import outbox
+from anwang.core.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    TooManyRequests,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from anwang.state import AppState
+from anwang.web.admission import BacklogGate, TokenBuckets
 
 router = APIRouter(tags=["checkpoints"])
 
@@ -39,6 +56,7 @@ Device = Annotated[Principal, Depends(require(Action.READS_INGEST))]
 Searcher = Annotated[Principal, Depends(require(Action.READS_SEARCH))]
 
 READ_TYPES = ("application/json", "application/x-ndjson")
+READS_PATH = "/api/v1/reads"
 
 
 # --- the registry ---------------------------------------------------------------------
@@ -161,16 +179,74 @@ def parse_read_batch(body: bytes, content_type: str) -> list[Any]:
     return doc
 
 
-async def read_batch(request: Request, principal: Device) -> list[Any]:
+# --- admission control ------------------------------------------------------------------
+
+
+def admission(state: AppState) -> dict[str, Any]:
+    """Options of :class:`~anwang.web.admission.IngestAdmission` for ``POST /reads``:
+    at most ``ingest_max_in_flight`` at once, and 503 while more than
+    ``ingest_max_backlog`` read events wait in the outbox or for the storage consumer."""
+    settings = state.settings
+    limit = settings.ingest_max_backlog
+
+    async def backlog() -> int | None:
+        unpublished = await asyncio.to_thread(outbox.pending_count, state.db, at_most=limit + 1)
+        waiting = await state.bus.backlog(STORE_READS)
+        return unpublished + (waiting or 0)
+
+    return {
+        "path": READS_PATH,
+        "max_in_flight": settings.ingest_max_in_flight,
+        "backlog": BacklogGate(limit=limit, probe=backlog) if limit > 0 else None,
+    }
+
+
+_buckets_lock = threading.Lock()
+
+
+def _key_buckets(state: AppState) -> TokenBuckets | None:
+    settings = state.settings
+    if settings.ingest_key_reads_per_s <= 0:
+        return None
+    with _buckets_lock:
+        buckets = state.extras.get("ingest_key_buckets")
+        if not isinstance(buckets, TokenBuckets):
+            buckets = TokenBuckets(rate=settings.ingest_key_reads_per_s,
+                                   capacity=settings.ingest_key_burst_reads)
+            state.extras["ingest_key_buckets"] = buckets
+        return buckets
+
+
+def charge_key(state: AppState, principal: Principal, reads_count: int) -> None:
+    """429 ``anwang.ingest.rate_limited`` with ``Retry-After`` when the key has posted
+    more than its rate (``ingest_key_reads_per_s``, burst ``ingest_key_burst_reads``)."""
+    buckets = _key_buckets(state)
+    if buckets is None or reads_count == 0:
+        return
+    wait = buckets.take(f"{principal.kind}:{principal.id}", reads_count)
+    if wait is not None:
+        seconds = max(1, math.ceil(wait))
+        raise TooManyRequests(
+            f"this key may post {state.settings.ingest_key_reads_per_s:g} reads a second; "
+            f"retry this batch of {reads_count} in {seconds} s",
+            code="anwang.ingest.rate_limited",
+            headers={"Retry-After": str(seconds)},
+        )
+
+
+async def read_batch(request: Request, principal: Device, state: StateDep) -> list[Any]:
     """The body of ``POST /reads`` as items (after the permission check, so a caller
-    without ``reads.ingest`` learns nothing about the body)."""
+    without ``reads.ingest`` learns nothing about the body), charged to the key's rate
+    before any transaction starts."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in READ_TYPES:
         raise UnsupportedMediaType(
             f"send reads as {' or '.join(READ_TYPES)}, not {ctype or '(none)'!r}",
             code="anwang.unsupported_media_type",
         )
-    return parse_read_batch(await request.body(), ctype)
+    items = parse_read_batch(await request.body(), ctype)
+    charge_key(state, principal, len(items))
+    return items
 
 
 @router.post("/reads", response_model=IngestOut)

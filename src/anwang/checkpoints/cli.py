@@ -229,19 +229,34 @@ def import_reads(file: Annotated[Path, typer.Argument(help="A .csv file of plate
 
 
 def purge() -> None:
-    """Delete plate reads past the retention window that matched nothing.
+    """Delete the plate reads that are past their retention, and say what went.
 
-    The window is ANWANG_READ_RETENTION_HOURS; reads with watch-list hits are kept. Prints
-    how many were removed; audited.
+    Reads that matched nothing go once older than ANWANG_READ_RETENTION_HOURS; reads
+    with watch-list hits stay while an alert they belong to is open, then for
+    ANWANG_ALERT_RETENTION_DAYS after it was closed. On PostgreSQL whole day partitions
+    are dropped (or rebuilt with only their kept reads). Audited.
     """
     settings = _settings()
     with _database(settings) as db, _unit(db) as session:
         report = service.purge_reads(
-            session, retention_hours=settings.read_retention_hours, actor=_actor(),
+            session, retention_hours=settings.read_retention_hours,
+            alert_retention_days=settings.alert_retention_days, actor=_actor(),
             audit_empty=True,
         )
+    if report.skipped:
+        typer.echo("another process is purging right now; nothing done")
+        return
     typer.echo(
         f"purged {report.deleted} plate read(s) captured before "
         f"{report.cutoff.isoformat(timespec='seconds')} "
-        f"(retention {settings.read_retention_hours} h); reads with watch-list hits are kept"
+        f"(retention {settings.read_retention_hours} h)"
     )
+    typer.echo(
+        f"  {report.unmatched} matched nothing; {report.released} had watch-list hits whose "
+        f"alerts were closed more than {settings.alert_retention_days} day(s) ago"
+    )
+    for label, names in (("dropped", report.partitions_dropped),
+                         ("rebuilt with their kept reads", report.partitions_rebuilt),
+                         ("left for the next run (busy)", report.partitions_deferred)):
+        if names:
+            typer.echo(f"  partitions {label}: {', '.join(names)}")

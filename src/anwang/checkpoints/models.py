@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from anwang.checkpoints import storage
 from anwang.core.db import Base
 from anwang.core.scope import JurisdictionScoped
 
@@ -82,27 +83,42 @@ class PlateRead(JurisdictionScoped, Base):
     """One plate read, as accepted and normalised by ingestion.
 
     ``id`` is the device's id for the read or, when it sent none, one derived from
-    checkpoint, capture time, plate and lane (:func:`anwang.checkpoints.service.read_id`),
-    so that a retried batch inserts nothing twice. ``lat``/``lon`` and
-    ``jurisdiction_code`` are the checkpoint's at the time of the read (a mobile
-    checkpoint moves). ``hit`` is set when the read matched the watch list; reads with
-    ``hit = false`` are purged after the retention window, the others are kept for the
-    alerts that refer to them.
+    checkpoint, capture time, plate and lane (:func:`anwang.checkpoints.reads.read_id`).
+    The primary key is ``(id, captured_at)`` because on PostgreSQL the table is
+    partitioned by ``captured_at`` and a partitioned table's keys must contain the
+    partition key. De-duplicating on the pair is the same as on the id: a derived id
+    already encodes the capture instant, and a device re-sends its own id with the same
+    ``captured_at``. ``lat``/``lon`` and ``jurisdiction_code`` are the checkpoint's at the
+    time of the read (a mobile checkpoint moves). ``hit`` is set when the read matched the
+    watch list.
+
+    Retention (:func:`anwang.checkpoints.service.purge_reads`): a read that matched
+    nothing is deleted once captured longer than ``read_retention_hours`` ago. A read with
+    a hit stays while any alert it belongs to is open or acknowledged, and for
+    ``alert_retention_days`` after the last of them was closed; a hit that raised no
+    alert keeps its read for ``alert_retention_days`` from capture.
+
+    Storage (:mod:`anwang.checkpoints.storage`): on PostgreSQL, ``PARTITION BY RANGE
+    (captured_at)`` with one partition per UTC day (``plate_reads_pYYYYMMDD``), created
+    before the first insert of a day and dropped (or rebuilt with only its kept reads)
+    when the day has left the window. On SQLite, the FTS5 trigram table
+    ``plate_reads_fts`` indexes ``plate``, kept in step by triggers.
 
     Indexes: ``(plate, captured_at)`` serves exact-plate searches in a time window and,
-    on SQLite, the prefix range of partial patterns; ``captured_at`` serves the purge and
-    area searches; ``(checkpoint_code, captured_at)`` serves health and checkpoint
-    searches. ``ix_plate_reads_plate_trgm`` is a ``pg_trgm`` GIN index on PostgreSQL, for
-    partial patterns (``LIKE '%D1_3%'``); SQLite has no such index type, and there the
-    same declaration is a partial index over no rows (``WHERE 0``), so that one table
-    definition (and one migration) serves both databases and costs SQLite nothing.
+    on SQLite, the prefix range of partial patterns that have no three-character run;
+    ``captured_at`` serves the purge and area searches; ``(checkpoint_code,
+    captured_at)`` serves health and checkpoint searches. ``ix_plate_reads_plate_trgm``
+    is a ``pg_trgm`` GIN index on PostgreSQL, for partial patterns (``LIKE '%D1_3%'``);
+    SQLite has no such index type, and there the same declaration is a partial index
+    over no rows (``WHERE 0``), so that one table definition serves both databases and
+    costs SQLite nothing (SQLite's trigram index is ``plate_reads_fts``).
     """
 
     __tablename__ = "plate_reads"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     checkpoint_code: Mapped[str] = mapped_column(String(40), ForeignKey("checkpoints.code"))
-    captured_at: Mapped[datetime] = mapped_column(index=True)
+    captured_at: Mapped[datetime] = mapped_column(primary_key=True, index=True)
     received_at: Mapped[datetime]
     #: The normalised plate text (:func:`anwang.checkpoints.plates.normalise`).
     plate: Mapped[str] = mapped_column(String(16))
@@ -128,8 +144,11 @@ class PlateRead(JurisdictionScoped, Base):
             postgresql_ops={"plate": "gin_trgm_ops"},
             sqlite_where=text("0"),
         ),
+        {"postgresql_partition_by": "RANGE (captured_at)"},
     )
 
+
+Base.metadata.info.setdefault("unmanaged_tables", []).append(storage.STORAGE_TABLES)
 
 # ``Base.metadata.create_all`` (tests) needs the extension before the GIN index; the
 # migration creates it too.
@@ -138,5 +157,21 @@ event.listen(
     "before_create",
     DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm").execute_if(  # type: ignore[no-untyped-call]
         dialect="postgresql"
+    ),
+)
+# On SQLite, the trigram index and its triggers come with the table (the migration
+# creates them too). PostgreSQL's day partitions are created by the first insert of
+# each day (``storage.insert_reads``).
+for _ddl in storage.SQLITE_FTS_DDL:
+    event.listen(
+        PlateRead.__table__,
+        "after_create",
+        DDL(_ddl).execute_if(dialect="sqlite"),  # type: ignore[no-untyped-call]
+    )
+event.listen(
+    PlateRead.__table__,
+    "after_drop",
+    DDL(f"DROP TABLE IF EXISTS {storage.FTS_TABLE}").execute_if(  # type: ignore[no-untyped-call]
+        dialect="sqlite"
     ),
 )

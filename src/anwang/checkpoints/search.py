@@ -7,9 +7,12 @@ exactly one audit row with its terms and the number of reads returned. Only read
 caller's jurisdiction are found (the session's scope). A checkpoint that was offline, or
 not yet registered, during the window is reported as *no data* rather than *no hit*.
 
-Partial plates: on PostgreSQL ``LIKE`` served by the ``pg_trgm`` GIN index; on SQLite a
-prefix range on the ``(plate, captured_at)`` index plus ``LIKE`` (see ``docs/operations.md``
-for the FTS5 step that is left).
+Partial plates: on PostgreSQL ``LIKE`` served by the ``pg_trgm`` GIN index of each day
+partition. On SQLite, when the pattern has a literal run of three or more characters,
+the FTS5 trigram index ``plate_reads_fts`` (:mod:`anwang.checkpoints.storage`) finds the
+candidate rows and ``LIKE`` checks them; a pattern without such a run uses the prefix
+range of its fixed start on the ``(plate, captured_at)`` index plus ``LIKE``, or ``LIKE``
+over the time window when it starts with a wildcard.
 """
 
 from __future__ import annotations
@@ -23,11 +26,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shapely.geometry import Point, Polygon  # type: ignore[import-untyped]
-from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy import and_, or_, select, text, tuple_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from anwang.checkpoints import plates
+from anwang.checkpoints import plates, storage
 from anwang.checkpoints.models import Checkpoint, CheckpointOutage, PlateRead
 from anwang.checkpoints.schemas import Coverage, CoverageStatus, OutageOut
 from anwang.checkpoints.service import _chunks, _now
@@ -203,15 +206,29 @@ def _bbox(terms: SearchTerms) -> tuple[float, float, float, float] | None:
     return None
 
 
-def _plate_clause(session: Session, plate: str) -> ColumnElement[bool]:
+def plate_clause(session: Session, plate: str) -> ColumnElement[bool]:
+    """The condition on ``plate_reads`` for a normalised plate or partial pattern
+    (``?`` one character, ``*`` any run), in the form the session's database has an
+    index for (see the module docstring)."""
     if "?" not in plate and "*" not in plate:
         return PlateRead.plate == plate
     like = plate.replace("?", "_").replace("*", "%")
     clause: ColumnElement[bool] = PlateRead.plate.like(like)
+    if session.get_bind().dialect.name != "sqlite":
+        return clause  # PostgreSQL's pg_trgm GIN index serves the LIKE.
+    query = storage.fts_query(plate)
+    if query is not None:
+        # The trigram index gives a superset of the matches (every literal run of three
+        # or more characters occurs in the plate); LIKE keeps the exact ones.
+        candidates = text(
+            f"plate_reads.rowid IN (SELECT rowid FROM {storage.FTS_TABLE} "
+            f"WHERE {storage.FTS_TABLE} MATCH :fts_query)"
+        ).bindparams(fts_query=query)
+        return and_(candidates, clause)
     prefix = plate[: min(plate.find(c) for c in "?*" if c in plate)]
-    if prefix and session.get_bind().dialect.name == "sqlite":
+    if prefix:
         # SQLite compares text byte-wise: the prefix range is exact and uses the
-        # (plate, captured_at) index. (PostgreSQL's trigram index serves the LIKE.)
+        # (plate, captured_at) index.
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         clause = and_(PlateRead.plate >= prefix, PlateRead.plate < upper, clause)
     return clause
@@ -224,7 +241,7 @@ def _where(session: Session, terms: SearchTerms) -> list[ColumnElement[bool]] | 
         PlateRead.captured_at >= terms.start, PlateRead.captured_at <= terms.end,
     ]
     if terms.plate is not None:
-        conds.append(_plate_clause(session, terms.plate))
+        conds.append(plate_clause(session, terms.plate))
     if terms.checkpoint is not None:
         conds.append(PlateRead.checkpoint_code == terms.checkpoint)
     inside = _inside(terms)

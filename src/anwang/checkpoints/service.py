@@ -16,21 +16,41 @@ package's own.
 from __future__ import annotations
 
 import csv
+import importlib
+import importlib.util
 import io
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, and_, case, delete, func, or_, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    case,
+    column,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
+from sqlalchemy import table as sa_table
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from anwang.auth import service as auth_service
 from anwang.checkpoints import events as ev
+from anwang.checkpoints import storage
 from anwang.checkpoints.models import Checkpoint, CheckpointOutage, PlateRead
 from anwang.checkpoints.schemas import (
     CheckpointCreate,
@@ -575,37 +595,242 @@ def checkpoint_health(
 # Retention
 # =====================================================================================
 
+#: Days a read with a hit is kept after its last alert was closed, when not configured
+#: (the setting ``alert_retention_days``).
+DEFAULT_ALERT_RETENTION_DAYS = 365
+#: Seconds the PostgreSQL purge waits for a lock on a partition (or on the table to drop
+#: one) before leaving that partition to the next round.
+PURGE_LOCK_TIMEOUT_S = 5
+_PURGE_LOCK = "anwang.checkpoints.purge"
+#: SQLSTATEs after which a partition is left to the next round: lock_not_available,
+#: deadlock_detected (a late read being stored into the same day).
+_DEFERRABLE = frozenset({"55P03", "40P01"})
+
 
 @dataclass(frozen=True)
 class PurgeReport:
+    """What one purge removed.
+
+    ``deleted`` counts every read removed: ``unmatched`` reads that matched nothing and
+    left the read window, plus ``released`` reads with a hit whose alerts had all been
+    closed for longer than the alert retention (or that raised no alert and were captured
+    before it). On PostgreSQL ``partitions_dropped`` are day partitions removed whole and
+    ``partitions_rebuilt`` those that still held kept reads and were replaced by a copy of
+    just those; ``partitions_deferred`` could not be locked in time and are left to the
+    next round. ``skipped`` is set when another process was purging at the same moment
+    (nothing was done: that one does it).
+    """
+
     deleted: int
     cutoff: datetime
+    unmatched: int = 0
+    released: int = 0
+    alert_cutoff: datetime | None = None
+    partitions_dropped: tuple[str, ...] = ()
+    partitions_rebuilt: tuple[str, ...] = ()
+    partitions_deferred: tuple[str, ...] = ()
+    skipped: bool = False
+
+    def as_audit(self) -> dict[str, Any]:
+        return {
+            "cutoff": self.cutoff.isoformat(),
+            "alert_cutoff": self.alert_cutoff.isoformat() if self.alert_cutoff else None,
+            "unmatched": self.unmatched, "released": self.released,
+            "partitions_dropped": list(self.partitions_dropped),
+            "partitions_rebuilt": list(self.partitions_rebuilt),
+            "partitions_deferred": list(self.partitions_deferred),
+        }
+
+
+def _alerts_service() -> Any | None:
+    """The alerts service, imported lazily (it depends on this package's facts)."""
+    if importlib.util.find_spec("anwang.alerts.service") is None:
+        return None
+    return importlib.import_module("anwang.alerts.service")
+
+
+def _kept(table: Any, alert_cutoff: datetime) -> ColumnElement[bool]:
+    """SQL, over ``table``'s columns (``plate_reads`` or a copy of a partition): the read
+    is kept beyond the read window — it has a hit, and an alert that keeps it (open,
+    acknowledged, or closed at or after ``alert_cutoff``), or it raised no alert and was
+    captured at or after ``alert_cutoff``."""
+    c = table.c
+    alerts = _alerts_service()
+    if alerts is None:
+        return and_(c.hit.is_(True), c.captured_at >= alert_cutoff)
+    kept: ColumnElement[bool] = and_(c.hit.is_(True), or_(
+        alerts.keeps_read(c.id, c.captured_at, closed_before=alert_cutoff),
+        and_(~alerts.raised_for_read(c.id, c.captured_at), c.captured_at >= alert_cutoff),
+    ))
+    return kept
+
+
+def _delete_expired(
+    session: Session, *, conds: list[ColumnElement[bool]], kept: ColumnElement[bool]
+) -> tuple[int, int]:
+    """Delete the rows matching ``conds`` that are not kept: (unmatched, released)."""
+    table = _READS
+    unmatched = _rowcount(session.execute(
+        delete(table).where(*conds, table.c.hit.is_(False))
+        .execution_options(skip_scope=True)
+    ))
+    released = _rowcount(session.execute(
+        delete(table).where(*conds, table.c.hit.is_(True), ~kept)
+        .execution_options(skip_scope=True)
+    ))
+    return unmatched, released
+
+
+@dataclass
+class _PartitionOutcome:
+    unmatched: int = 0
+    released: int = 0
+    dropped: list[str] = field(default_factory=list)
+    rebuilt: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+
+
+def _day_range(day: date) -> list[ColumnElement[bool]]:
+    start = storage.day_start(day)
+    return [_READS.c.captured_at >= start, _READS.c.captured_at < start + timedelta(days=1)]
+
+
+def _purge_candidates(
+    session: Session, days: Sequence[date], kept: ColumnElement[bool]
+) -> list[date]:
+    """Those of the expired ``days`` whose partition is empty or holds a read that is
+    not kept. Each test stops at the first such row, so a fresh day costs next to
+    nothing here, and a day already reduced to its kept reads costs a scan of those."""
+    table = _READS
+    out: list[date] = []
+    for part in _chunks(list(days), 100):
+        branches = [
+            select(literal(i).label("i")).where(or_(
+                ~exists(select(table.c.id).where(*_day_range(day))),
+                exists(select(table.c.id).where(*_day_range(day), ~kept)),
+            ))
+            for i, day in enumerate(part)
+        ]
+        found = session.scalars(union_all(*branches).execution_options(skip_scope=True))
+        out.extend(part[i] for i in found)
+    return sorted(out)
+
+
+def _purge_partition(
+    session: Session, day: date, name: str, alert_cutoff: datetime, out: _PartitionOutcome
+) -> None:
+    """Drop the expired partition ``name`` or, when it holds kept reads, replace it with
+    a fresh partition holding only those (detach, rename, create, copy back, drop): the
+    writes are proportional to the kept reads, the one scan (counting) to the day's.
+    In the caller's savepoint; a lock wait past the timeout raises."""
+    table = _READS
+    session.execute(text(f'LOCK TABLE ONLY "{name}" IN SHARE MODE'))
+    total, hits, kept = session.execute(
+        select(func.count(), func.count().filter(table.c.hit.is_(True)),
+               func.count().filter(_kept(table, alert_cutoff)))
+        .where(*_day_range(day)).execution_options(skip_scope=True)
+    ).one()
+    if kept == total and total:
+        return
+    if kept == 0:
+        session.execute(text(f'DROP TABLE "{name}"'))
+        out.dropped.append(name)
+    else:
+        old = f"{name}_old"
+        fresh = sa_table(name, *(column(c.name, c.type) for c in table.columns))
+        copy = sa_table(old, *(column(c.name, c.type) for c in table.columns))
+        session.execute(text(f'ALTER TABLE {storage.TABLE} DETACH PARTITION "{name}"'))
+        session.execute(text(f'ALTER TABLE "{name}" RENAME TO "{old}"'))
+        session.execute(text(storage.partition_ddl(day)))
+        session.execute(insert(fresh).from_select(
+            [c.name for c in table.columns],
+            select(*copy.c).where(_kept(copy, alert_cutoff)),
+        ).execution_options(skip_scope=True))
+        session.execute(text(f'DROP TABLE "{old}"'))
+        out.rebuilt.append(name)
+    out.unmatched += int(total) - int(hits)
+    out.released += int(hits) - int(kept)
+
+
+def _purge_partitions(
+    session: Session, *, cutoff: datetime, alert_cutoff: datetime
+) -> _PartitionOutcome:
+    """PostgreSQL: deal with the day partitions wholly before ``cutoff``, each in a
+    savepoint of its own (see :func:`_purge_partition`)."""
+    out = _PartitionOutcome()
+    first_live = storage.day_of(cutoff)
+    expired = {d: n for d, n in storage.list_partitions(session).items() if d < first_live}
+    if not expired:
+        return out
+    kept = _kept(_READS, alert_cutoff)
+    for day in _purge_candidates(session, sorted(expired), kept):
+        name = expired[day]
+        try:
+            with session.begin_nested():
+                _purge_partition(session, day, name, alert_cutoff, out)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in _DEFERRABLE:
+                raise
+            out.deferred.append(name)
+    storage.forget(session, [d for d, n in expired.items() if n in out.dropped])
+    return out
 
 
 def purge_reads(
     session: Session,
     *,
     retention_hours: int,
+    alert_retention_days: int = DEFAULT_ALERT_RETENTION_DAYS,
     now: datetime | None = None,
     actor: str = ACTOR_SYSTEM,
     audit_empty: bool = False,
 ) -> PurgeReport:
-    """Delete the reads that matched nothing and were captured before
-    ``now - retention_hours``; reads with a watch-list hit stay (alerts refer to them).
-    Audited as ``anwang.checkpoints.reads.purged`` with the count — a run that removes
-    nothing is audited only when ``audit_empty`` (the ``anwang purge`` command), so the
-    periodic purge does not fill the trail with empty rounds."""
+    """Remove the reads that are past their retention (the rules are on
+    :class:`~anwang.checkpoints.models.PlateRead`): reads captured before ``now -
+    retention_hours`` that matched nothing, and those with a hit that no alert keeps any
+    more (all closed before ``now - alert_retention_days``).
+
+    On PostgreSQL a day partition wholly before the cutoff is dropped, or rebuilt with
+    only its kept reads; the day the cutoff falls in is purged with ``DELETE``. Only one
+    process purges at a time (a transaction-scoped advisory lock; another one returns a
+    ``skipped`` report). On SQLite it is a ``DELETE`` on the ``captured_at`` index.
+
+    Audited as ``anwang.checkpoints.reads.purged`` with the count and the report — a run
+    that removes nothing is audited only when ``audit_empty`` (the ``anwang purge``
+    command), so the periodic purge does not fill the trail with empty rounds."""
     now = _now(now)
     cutoff = now - timedelta(hours=retention_hours)
+    alert_cutoff = now - timedelta(days=alert_retention_days)
     table = _READS
-    deleted = _rowcount(session.execute(
-        delete(table).where(table.c.captured_at < cutoff, table.c.hit.is_(False))
-    ))
-    if deleted or audit_empty:
+    kept = _kept(table, alert_cutoff)
+    conds: list[ColumnElement[bool]] = [table.c.captured_at < cutoff]
+    parts = _PartitionOutcome()
+    if session.get_bind().dialect.name == "postgresql":
+        if not session.scalar(text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"),
+                              {"k": _PURGE_LOCK}):
+            return PurgeReport(deleted=0, cutoff=cutoff, alert_cutoff=alert_cutoff,
+                               skipped=True)
+        session.execute(text(f"SET LOCAL lock_timeout = '{PURGE_LOCK_TIMEOUT_S}s'"))
+        # The rows of the cutoff's own day go by DELETE, first: the partition work below
+        # takes the table's strongest lock until the commit, so it comes last.
+        conds.append(table.c.captured_at >= storage.day_start(storage.day_of(cutoff)))
+        unmatched, released = _delete_expired(session, conds=conds, kept=kept)
+        parts = _purge_partitions(session, cutoff=cutoff, alert_cutoff=alert_cutoff)
+        session.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
+    else:
+        unmatched, released = _delete_expired(session, conds=conds, kept=kept)
+    report = PurgeReport(
+        deleted=unmatched + released + parts.unmatched + parts.released, cutoff=cutoff,
+        unmatched=unmatched + parts.unmatched, released=released + parts.released,
+        alert_cutoff=alert_cutoff, partitions_dropped=tuple(parts.dropped),
+        partitions_rebuilt=tuple(parts.rebuilt), partitions_deferred=tuple(parts.deferred),
+    )
+    if report.deleted or parts.dropped or parts.rebuilt or audit_empty:
         audit.record(session, "anwang.checkpoints.reads.purged", actor=actor,
-                     result_count=deleted,
-                     data={"cutoff": cutoff.isoformat(), "retention_hours": retention_hours})
-    return PurgeReport(deleted=deleted, cutoff=cutoff)
+                     result_count=report.deleted,
+                     data={**report.as_audit(), "retention_hours": retention_hours,
+                           "alert_retention_days": alert_retention_days})
+    return report
 
 
 def read_counts(session: Session, *, since: datetime) -> dict[str, int]:

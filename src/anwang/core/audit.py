@@ -92,8 +92,7 @@ def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode() + canonical(row)).hexdigest()
 
 
-def _claim_next(session: Session) -> tuple[int, str]:
-    """Take the writer lock on the head row and claim the next sequence number."""
+def _create_head(session: Session) -> None:
     # The head row exists from the first entry on; creating it is race-free (a second
     # creator waits on the first and then does nothing).
     create_head: Any
@@ -106,6 +105,25 @@ def _claim_next(session: Session) -> tuple[int, str]:
 
         create_head = sqlite_insert(AuditHead).values(id=1, seq=0, hash=GENESIS)
     session.execute(create_head.on_conflict_do_nothing())
+
+
+def take_writer_lock(session: Session) -> None:
+    """Take the audit writer lock now; it is held until the transaction ends.
+
+    :func:`record` takes it anyway, at the first entry. A transaction that will write
+    entries *and* takes locks of its own between them (the alert raiser's advisory
+    locks) calls this first, so that every such transaction takes the audit lock before
+    its own: two of them can then never wait for each other in a cycle. Without it, one
+    holding the audit lock waits for the other's advisory lock while the other waits for
+    the audit lock — a deadlock PostgreSQL breaks by failing one of them.
+    """
+    _create_head(session)
+    session.execute(text("UPDATE audit_head SET seq = seq WHERE id = 1"))
+
+
+def _claim_next(session: Session) -> tuple[int, str]:
+    """Take the writer lock on the head row and claim the next sequence number."""
+    _create_head(session)
     row = session.execute(
         text("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
     ).one()

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from anwang.core.db import Database, ProcessedEvent
+from anwang.core.errors import Unavailable
 from anwang.core.events import Event, subject_matches, utcnow
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,10 @@ Listener = Callable[[Event], Awaitable[None] | None]
 @dataclass(frozen=True)
 class Consumer:
     """A durable subscriber. ``name`` is its durable identity; workers sharing a name share
-    the work; ``subjects`` are NATS-style patterns (``anwang.alerts.>``)."""
+    the work; ``subjects`` are NATS-style patterns (``anwang.alerts.>``). An event whose
+    handler keeps failing is given up after ``max_deliver`` deliveries — unless the
+    failure is the infrastructure's (:func:`is_transient`), which is retried until it
+    succeeds."""
 
     name: str
     subjects: tuple[str, ...]
@@ -88,6 +92,34 @@ def handle_once(db: Database, consumer: Consumer, event: Event) -> bool:
     return True
 
 
+#: SQLSTATE classes of failures that say nothing about the event: connection exceptions
+#: (08), transaction rollbacks — deadlocks, serialisation failures (40) —, insufficient
+#: resources (53) and operator intervention — a server shutting down (57).
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a handler failed because of the infrastructure — the database unreachable
+    or restarting, a deadlock, a serialisation failure, the bus down — rather than
+    because of the event. Such a failure must not use up the event's attempts: the same
+    event will succeed once the infrastructure is back."""
+    if isinstance(exc, (Unavailable, TimeoutError, ConnectionError)):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    orig = exc.orig
+    if type(orig).__module__.startswith("sqlite3"):
+        # SQLite reports schema and syntax errors as OperationalError too.
+        return "locked" in str(orig) or "busy" in str(orig)
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    # No SQLSTATE: the driver failed before the server answered (no connection).
+    return state is None or str(state)[:2] in _TRANSIENT_SQLSTATE_CLASSES
+
+
 class Bus(Protocol):
     async def start(
         self, consumers: Sequence[Consumer] = (), *, run_consumers: bool = True
@@ -108,6 +140,10 @@ class Bus(Protocol):
 
     async def ready(self) -> bool:
         """Whether the bus can accept events now (for ``/readyz``)."""
+
+    async def backlog(self, consumer: Consumer) -> int | None:
+        """Events published for ``consumer`` and not yet handled (waiting or being
+        handled), or None when this process cannot tell (admission control uses it)."""
 
 
 class ListenerSet:
@@ -176,7 +212,9 @@ class InProcessBus(_LoopBound):
 
     Delivery is at-least-once within the process: a handler that raises is retried with
     a short back-off up to the consumer's ``max_deliver``; after that the event is logged
-    as dead and dropped. Events published while nothing consumes are not kept.
+    as dead and dropped — unless the failure is the infrastructure's
+    (:func:`is_transient`: the database locked or unreachable), which is retried until it
+    succeeds. Events published while nothing consumes are not kept.
     """
 
     def __init__(self, db: Database, *, retry_delay: float = 0.05) -> None:
@@ -204,19 +242,23 @@ class InProcessBus(_LoopBound):
         while True:
             event = await queue.get()
             try:
-                for attempt in range(1, consumer.max_deliver + 1):
+                attempt = 0
+                while True:
+                    attempt += 1
                     try:
                         await asyncio.to_thread(handle_once, self.db, consumer, event)
                         break
-                    except Exception:
+                    except Exception as exc:
+                        transient = is_transient(exc)
                         log.exception(
-                            "consumer %s failed on %s (attempt %d/%d)",
+                            "consumer %s failed on %s (attempt %d/%d%s)",
                             consumer.name, event.id, attempt, consumer.max_deliver,
+                            "; transient: retried until it succeeds" if transient else "",
                         )
-                        if attempt == consumer.max_deliver:
+                        if attempt >= consumer.max_deliver and not transient:
                             self.dead.append((consumer.name, event))
-                        else:
-                            await asyncio.sleep(self.retry_delay * attempt)
+                            break
+                        await asyncio.sleep(min(5.0, self.retry_delay * attempt))
             finally:
                 queue.task_done()
 
@@ -237,6 +279,11 @@ class InProcessBus(_LoopBound):
     async def ready(self) -> bool:
         return self._loop is not None
 
+    async def backlog(self, consumer: Consumer) -> int | None:
+        """Events queued for ``consumer`` in this process (None: it does not run here)."""
+        queue = self._queues.get(consumer.name)
+        return None if queue is None else queue.qsize()
+
     async def close(self) -> None:
         for t in self._tasks:
             t.cancel()
@@ -249,9 +296,13 @@ class InProcessBus(_LoopBound):
         self._loop = None
 
 
-def make_bus(bus_url: str, db: Database, *, stream: str = "ANWANG") -> Bus:
+def make_bus(
+    bus_url: str, db: Database, *, stream: str = "ANWANG", ack_wait: float = 30.0
+) -> Bus:
+    """The bus for ``bus_url``. ``ack_wait`` (NATS only): seconds before a message a
+    worker took and did not acknowledge — it crashed — goes to another worker."""
     if bus_url == "memory://":
         return InProcessBus(db)
     from anwang.infra.nats_bus import NatsBus
 
-    return NatsBus(bus_url, db, stream=stream)
+    return NatsBus(bus_url, db, stream=stream, ack_wait=ack_wait)

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.environment import NameFilterParentNames, NameFilterType
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def include_name(
+    name: str | None, type_: NameFilterType, parent_names: NameFilterParentNames
+) -> bool:
+    """Alembic's ``include_name`` hook: leave out of schema comparison the tables that a
+    package creates beside its models (registered as regular expressions in
+    ``Base.metadata.info["unmanaged_tables"]`` — day partitions, FTS5 shadow tables)."""
+    if type_ != "table" or name is None:
+        return True
+    from anwang.core.db import Base
+
+    patterns = Base.metadata.info.get("unmanaged_tables", ())
+    return not any(re.fullmatch(p, name) for p in patterns)
 
 
 def alembic_config(url: str) -> Config:

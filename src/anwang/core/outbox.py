@@ -16,13 +16,21 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from anwang.core.bus import Bus
 from anwang.core.db import Database, OutboxEntry
 from anwang.core.events import Event, utcnow
 
 log = logging.getLogger(__name__)
+
+
+def pending_count(db: Database, *, at_most: int) -> int:
+    """Events in the outbox (committed, not yet published), counted up to ``at_most``:
+    the count costs at most that many index entries however long the outbox grows."""
+    with db.unit_of_work(readonly=True) as s:
+        first = select(OutboxEntry.event_id).limit(max(0, at_most)).subquery()
+        return int(s.scalar(select(func.count()).select_from(first)) or 0)
 
 
 class Outbox:

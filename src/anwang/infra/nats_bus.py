@@ -22,8 +22,15 @@ Durable delivery
     Each durable has one fetch loop per process; processes that use the same durable
     share its messages, which is how several workers split the work. A message is acked
     only after ``handle_once`` returned (the handler's transaction is committed); a
-    handler error naks it with an exponential back-off, and the final failing delivery
-    (``Consumer.max_deliver``) terminates it and records it in :attr:`NatsBus.dead`.
+    handler error naks it with an exponential back-off. A failure of the event itself
+    ends on the delivery numbered ``Consumer.max_deliver`` or later: the message is
+    terminated and recorded in :attr:`NatsBus.dead`. A failure of the infrastructure
+    (:func:`~anwang.core.bus.is_transient`: the database down, a deadlock) is retried
+    until it succeeds, and the server itself never gives up on a message (the durable's
+    ``max_deliver`` is unlimited): a worker killed with messages in hand — however
+    often — delays them by ``ack_wait`` but never drops them. (A message that kills
+    every worker that takes it is so redelivered for as long as the stream keeps it;
+    workers restarting in a loop show it.)
     While a handler runs longer than a third of ``ack_wait``, the message (and the rest
     of its batch) is marked in progress so that the server does not hand it to another
     worker. A message that is not an event, or whose event name does not match its
@@ -74,7 +81,14 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 
-from anwang.core.bus import Consumer, Listener, ListenerSet, _LoopBound, handle_once
+from anwang.core.bus import (
+    Consumer,
+    Listener,
+    ListenerSet,
+    _LoopBound,
+    handle_once,
+    is_transient,
+)
 from anwang.core.db import Database
 from anwang.core.errors import Unavailable
 from anwang.core.events import Event
@@ -180,6 +194,9 @@ def redact_url(url: str) -> str:
         parts.append(urlunsplit((s.scheme, netloc, s.path, s.query, s.fragment)))
     return ",".join(parts)
 
+
+#: ``max_deliver`` of every durable: the server never stops redelivering a message.
+UNLIMITED_DELIVERIES = -1
 
 #: Oldest NATS server release anwang runs on without a warning: 2.10 brought
 #: ``sync_interval: always`` and the JetStream durability fixes that followed.
@@ -393,6 +410,27 @@ class NatsBus(_LoopBound):
         self.durables = []
         self._loop = None
 
+    async def backlog(self, consumer: Consumer) -> int | None:
+        """Messages of ``consumer``'s durables not yet acknowledged: waiting to be
+        delivered or delivered and in hand. None when the server does not answer within
+        two seconds or no worker has created the durables yet."""
+        js = self._js
+        if js is None:
+            return None
+        total, known = 0, False
+        for durable in plan_durables([consumer]):
+            try:
+                info = await asyncio.wait_for(
+                    js.consumer_info(self.stream, durable.name), timeout=2.0
+                )
+            except nats.js.errors.NotFoundError:
+                continue
+            except Exception:  # noqa: BLE001 - unknown is the answer to any failure
+                return None
+            total += int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+            known = True
+        return total if known else None
+
     async def ready(self) -> bool:
         """Connected, and the stream answers within two seconds."""
         nc, js = self._nc, self._js
@@ -525,7 +563,10 @@ class NatsBus(_LoopBound):
             ),
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
-            max_deliver=durable.consumer.max_deliver,
+            # Unlimited: deliveries to workers that were killed count too, so a limit
+            # here would drop messages that never failed. _failed bounds the attempts
+            # of an event whose handler keeps failing.
+            max_deliver=UNLIMITED_DELIVERIES,
             filter_subject=self.subject(durable.pattern),
         )
 
@@ -702,7 +743,8 @@ class NatsBus(_LoopBound):
             attempt = int(msg.metadata.num_delivered)
         except Exception:  # noqa: BLE001 - metadata is best-effort here
             attempt = 1
-        if attempt >= consumer.max_deliver:
+        transient = is_transient(exc)
+        if attempt >= consumer.max_deliver and not transient:
             log.error(
                 "consumer %s gave up on event %s (%s) after %d attempts",
                 consumer.name,
@@ -714,14 +756,15 @@ class NatsBus(_LoopBound):
             self.dead.append((consumer.name, event))
             await _settle(msg.term(), "term")
             return
-        delay = min(self.max_retry_delay, self.retry_delay * 2 ** (attempt - 1))
+        delay = min(self.max_retry_delay, self.retry_delay * 2 ** min(attempt - 1, 30))
         log.warning(
-            "consumer %s failed on event %s (%s), attempt %d/%d; retrying in %.2f s",
+            "consumer %s failed on event %s (%s), attempt %d/%d%s; retrying in %.2f s",
             consumer.name,
             event.id,
             event.name,
             attempt,
             consumer.max_deliver,
+            " (transient: retried until it succeeds)" if transient else "",
             delay,
             exc_info=exc,
         )

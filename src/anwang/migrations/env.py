@@ -7,6 +7,7 @@ from sqlalchemy import engine_from_config, pool
 
 import anwang.schema  # noqa: F401  (registers every table)
 from anwang.core.db import Base
+from anwang.core.migrate import include_name
 
 config = context.config
 target_metadata = Base.metadata
@@ -18,6 +19,7 @@ def run_offline() -> None:
         target_metadata=target_metadata,
         literal_binds=True,
         render_as_batch=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -43,6 +45,7 @@ def _run(connection: object) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite alters tables by copying them
         compare_type=True,
+        include_name=include_name,  # not day partitions or FTS5 shadow tables
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -27,6 +27,7 @@ a change sees it at once (its commit marks the index stale).
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import logging
 import threading
@@ -97,6 +98,9 @@ DEFAULT_MAX_DAYS = 90
 VEHICLE_FIELDS = ("type", "colour", "make", "model", "notes")
 #: Seconds between two looks at the version counter by one process's index.
 CHECK_INTERVAL = 1.0
+#: From this many entries on, a full build of the index freezes the process's objects
+#: out of the garbage collector's reach (``gc.freeze``; see :func:`_build`).
+FREEZE_AT = 100_000
 #: Rows of one imported list at most.
 MAX_IMPORT_ROWS = 200_000
 SUBJECT = "watchlist_entry:"
@@ -345,6 +349,13 @@ def _build(session: Session, version: int) -> _CachedIndex:
                 index.add(_as_entry(row))
             except ValueError:
                 log.warning("watch-list entry %s cannot be indexed", row.id, exc_info=True)
+    if len(rows) >= FREEZE_AT:
+        # A million entries are millions of objects that live as long as the process.
+        # Every full collection of the cyclic garbage collector would walk all of them —
+        # seconds with the whole process stopped (5 s for a million entries), a pause
+        # that lands on whichever read or alert is in flight. Frozen, they are left out;
+        # they are still freed by reference counting when a rebuild replaces them.
+        gc.freeze()
     return _CachedIndex(index=index, version=version, checked=time.monotonic())
 
 

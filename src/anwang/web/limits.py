@@ -1,4 +1,5 @@
-"""Request guards at the HTTP edge: body size and content type.
+"""Request guards at the HTTP edge: body size and content type (load shedding of
+ingestion is in :mod:`anwang.web.admission`).
 
 Pure ASGI middleware, so an oversized body is refused while it streams in, before any
 route (and so before any write) runs. Limits are documented in docs/api.md.
@@ -7,7 +8,7 @@ route (and so before any write) runs. Limits are documented in docs/api.md.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,8 +37,18 @@ def _problem(status: int, code: str, title: str, detail: str) -> bytes:
     ).encode()
 
 
-async def _send_problem(send: Send, status: int, code: str, title: str, detail: str) -> None:
+async def send_problem(
+    send: Send,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Answer with a problem+json from ASGI middleware (before any route runs)."""
     body = _problem(status, code, title, detail)
+    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
     await send(
         {
             "type": "http.response.start",
@@ -45,6 +56,7 @@ async def _send_problem(send: Send, status: int, code: str, title: str, detail: 
             "headers": [
                 (b"content-type", b"application/problem+json"),
                 (b"content-length", str(len(body)).encode()),
+                *extra,
             ],
         }
     )
@@ -71,7 +83,7 @@ class RequestGuard:
         limit = self.max_body_bytes
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            await _send_problem(
+            await send_problem(
                 send, 413, "anwang.payload_too_large", "Request body too large",
                 f"the body is {length} bytes; the limit is {limit} bytes",
             )
@@ -82,7 +94,7 @@ class RequestGuard:
         if path.startswith("/api/") and method in ("POST", "PUT", "PATCH") and has_body:
             ctype = headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype not in self.content_types:
-                await _send_problem(
+                await send_problem(
                     send, 415, "anwang.unsupported_media_type", "Unsupported content type",
                     f"content type {ctype or '(none)'!r} is not accepted here; "
                     "send application/json",
@@ -104,7 +116,7 @@ class RequestGuard:
             body = message.get("body", b"")
             received += len(body)
             if received > limit:
-                await _send_problem(
+                await send_problem(
                     send, 413, "anwang.payload_too_large", "Request body too large",
                     f"the body exceeds the limit of {limit} bytes",
                 )

@@ -27,6 +27,7 @@ import nats.js.errors
 import pytest
 from nats.aio.client import Client
 from sqlalchemy import Integer, MetaData, String, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from anwang.core.bus import Bus, Consumer, Handler, InProcessBus, handle_once
@@ -583,6 +584,71 @@ async def test_a_worker_reconnects_after_the_server_restarts(
     finally:
         await bus.close()
         server.stop()
+
+
+# -- crashes and transient failures ------------------------------------------------
+
+
+class FakeDeadlock(Exception):
+    """What psycopg raises for a deadlock: SQLSTATE 40P01."""
+
+    sqlstate = "40P01"
+
+
+def deadlocking(rec: Recorder, name: str, times: int) -> Handler:
+    """A handler that fails like a deadlock on its first ``times`` attempts."""
+
+    def handle(session: Session, event: Event) -> None:
+        attempt = rec.hit(event.id)
+        session.add(BusRow(consumer=name, event_id=event.id, attempt=attempt))
+        session.flush()
+        if attempt <= times:
+            raise OperationalError("INSERT ...", {}, FakeDeadlock("deadlock detected"))
+
+    return handle
+
+
+async def test_a_transient_failure_does_not_use_up_the_attempts(buses: Buses) -> None:
+    db, rec = buses.db, Recorder()
+    consumer = Consumer("resilient", (THING,), deadlocking(rec, "resilient", times=4),
+                        max_deliver=2)
+    bus = buses.new()
+    await bus.start([consumer])
+    event = thing()
+    await bus.publish(event)
+    await eventually(lambda: processed(db, "resilient") == 1, timeout=15)
+    assert rec.calls[event.id] == 5
+    assert [r.attempt for r in rows(db, consumer="resilient")] == [5]
+    assert not bus.dead  # type: ignore[attr-defined]
+
+
+@only_nats
+async def test_a_message_whose_workers_keep_dying_is_still_handled(buses: Buses) -> None:
+    """Deliveries to workers that died count on the server; they must not make it drop
+    the message (NATS stops redelivering after a durable's ``max_deliver``)."""
+    db, rec = buses.db, Recorder()
+    consumer = Consumer("phoenix", (THING,), writer(rec, "phoenix"), max_deliver=2)
+    creator = buses.new(ack_wait=1.0)
+    await creator.start([consumer])  # creates the durable
+    await creator.close()
+    publisher = buses.new()
+    await publisher.start(run_consumers=False)
+    event = thing()
+    await publisher.publish(event)
+
+    # A "worker" that takes the message and dies before acknowledging it, four times.
+    js = (await buses.admin()).jetstream()
+    (durable,) = plan_durables([consumer])
+    doomed = await js.pull_subscribe_bind(durable=durable.name, stream=buses.stream)
+    for _ in range(4):
+        (msg,) = await doomed.fetch(1, timeout=5)
+        assert msg.metadata.num_delivered >= 1
+    await doomed.unsubscribe()
+
+    survivor = buses.new(ack_wait=1.0)
+    await survivor.start([consumer])
+    await eventually(lambda: processed(db, "phoenix") == 1, timeout=10)
+    assert rec.calls[event.id] == 1
 
 
 # -- readiness -----------------------------------------------------------------------

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
@@ -45,7 +48,9 @@ def _diff(url: str) -> list[object]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            # Day partitions and FTS5 shadow tables live beside the models.
+            ctx = MigrationContext.configure(
+                conn, opts={"compare_type": True, "include_name": migrate.include_name})
             return list(compare_metadata(ctx, Base.metadata))
     finally:
         engine.dispose()
@@ -80,3 +85,90 @@ def test_audit_log_is_append_only_on_postgresql(empty_pg_url: str) -> None:
             assert audit.verify(s).ok
     finally:
         db.dispose()
+
+
+# --- 0006: plate reads keyed by (id, captured_at), partitioned by day on PostgreSQL --------
+
+BEFORE_READ_PARTITIONS = "0005"
+READ_PARTITIONS = "0006"
+
+
+def _reads_table() -> Any:
+    from anwang.core.db import UTCDateTime
+
+    return sa.table(
+        "plate_reads", sa.column("id"), sa.column("checkpoint_code"),
+        sa.column("captured_at", UTCDateTime()), sa.column("received_at", UTCDateTime()),
+        sa.column("plate"), sa.column("direction"), sa.column("lat"), sa.column("lon"),
+        sa.column("hit", sa.Boolean()),
+    )
+
+
+def _read(read_id: str, plate: str, at: datetime) -> dict[str, Any]:
+    return {"id": read_id, "checkpoint_code": "C1", "captured_at": at, "received_at": at,
+            "plate": plate, "direction": "in", "lat": 0.0, "lon": 0.0, "hit": False}
+
+
+def _stored(engine: sa.Engine) -> list[tuple[str, str, datetime]]:
+    t = _reads_table()
+    with engine.connect() as c:
+        return sorted((i, p, at) for i, p, at in c.execute(
+            sa.select(t.c.id, t.c.plate, t.c.captured_at)))
+
+
+def test_read_partitions_upgrade_and_downgrade_keep_the_reads(empty_url: str) -> None:
+    from alembic import command
+
+    t0 = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
+    migrate.upgrade(empty_url, BEFORE_READ_PARTITIONS)
+    engine = create_engine(empty_url)
+    try:
+        with engine.begin() as c:
+            c.execute(text(
+                "INSERT INTO checkpoints (code, name, kind, lat, lon, directions, lanes, "
+                "active, silence_threshold_s, created_at, updated_at) VALUES ('C1', 'c', "
+                "'police_checkpoint', 0, 0, '[]', 1, true, 600, :t, :t)"), {"t": t0})
+            c.execute(sa.insert(_reads_table()), [
+                _read("a", "苏D12345", t0), _read("b", "苏D12399", t0 + timedelta(hours=1)),
+                _read("c", "京A00001", t0 + timedelta(days=2)),
+            ])
+        before = _stored(engine)
+        migrate.upgrade(empty_url, READ_PARTITIONS)
+        assert _stored(engine) == before
+        pk = sa.inspect(engine).get_pk_constraint("plate_reads")
+        assert pk["constrained_columns"] == ["id", "captured_at"]
+        with engine.begin() as c:
+            # The same id at another capture time is another read now.
+            c.execute(sa.insert(_reads_table()), [_read("a", "苏D12345", t0 + timedelta(days=1))])
+            if engine.dialect.name == "postgresql":
+                where = dict(c.execute(text(
+                    "SELECT id || '@' || to_char(captured_at AT TIME ZONE 'UTC', 'DD'), "
+                    "tableoid::regclass::text FROM plate_reads")).all())
+                assert where == {"a@20": "plate_reads_p20261120", "a@21": "plate_reads_p20261121",
+                                 "b@21": "plate_reads_p20261121", "c@22": "plate_reads_p20261122"}
+            else:
+                # The trigram index was filled from the existing reads and follows new ones.
+                hits = c.execute(text(
+                    "SELECT count(*) FROM plate_reads_fts WHERE plate_reads_fts MATCH '\"D123\"'"
+                )).scalar()
+                assert hits == 3
+
+        command.downgrade(migrate.alembic_config(empty_url), BEFORE_READ_PARTITIONS)
+        assert _stored(engine) == before  # the later capture of "a" is dropped
+        assert sa.inspect(engine).get_pk_constraint("plate_reads")["constrained_columns"] == ["id"]
+        with engine.connect() as c:
+            if engine.dialect.name == "postgresql":
+                assert c.execute(text(
+                    "SELECT relkind FROM pg_class WHERE relname = 'plate_reads'")).scalar() == "r"
+                assert c.execute(text(
+                    "SELECT count(*) FROM pg_class WHERE relname LIKE 'plate_reads_p%'"
+                )).scalar() == 0
+            else:
+                assert c.execute(text(
+                    "SELECT count(*) FROM sqlite_master WHERE name LIKE 'plate_reads_fts%'"
+                )).scalar() == 0
+        migrate.upgrade(empty_url)
+        assert _stored(engine) == before
+    finally:
+        engine.dispose()
+    assert _diff(empty_url) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import timedelta
 
 import pytest
@@ -184,6 +185,21 @@ def test_a_new_process_builds_the_index_from_the_database(kit: Kit) -> None:
     assert [hits for hits in got.values()] == [[(active, "exact", 1)]]
     with kit.db.unit_of_work() as s:
         assert wl.index_stats(s)["entries"] == 1
+
+
+def test_a_large_index_is_kept_out_of_the_garbage_collectors_walks(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kit.entry("苏D12345")
+    monkeypatch.setattr(wl, "FREEZE_AT", 1)
+    wl.reset_index_cache()
+    gc.unfreeze()
+    try:
+        with kit.db.unit_of_work() as s:
+            assert wl.index_stats(s)["entries"] == 1
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_matching_uses_each_reads_capture_time(kit: Kit) -> None:

@@ -80,3 +80,13 @@ def test_the_namespace_is_fixed() -> None:
     assert read_id(checkpoint="C1", captured_at=at, plate="苏D12345", lane=2) == str(
         uuid.uuid5(READ_NAMESPACE, "C1\x1f2026-11-28T08:00:00.000000Z\x1f苏D12345\x1f2")
     )
+
+
+@given(code=CODES, at=INSTANTS, plate=PLATES, lane=LANES)
+def test_the_id_is_the_standard_uuid5_of_the_canonical_name(
+    code: str, at: datetime, plate: str, lane: int | None
+) -> None:
+    name = "\x1f".join((code, at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), plate,
+                        "" if lane is None else str(lane)))
+    assert read_id(checkpoint=code, captured_at=at, plate=plate, lane=lane) == str(
+        uuid.uuid5(READ_NAMESPACE, name))
