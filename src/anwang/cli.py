@@ -26,8 +26,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+events_app = typer.Typer(help="Events the consumers gave up on.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
+app.add_typer(events_app, name="events")
 
 err = Console(stderr=True)
 
@@ -260,6 +262,63 @@ def demo(
 
         _logging("WARNING")
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+@events_app.command("dead")
+def events_dead(
+    all_: Annotated[bool, typer.Option("--all", help="Also those already replayed.")] = False,
+) -> None:
+    """List the events a consumer gave up on (its handler kept failing on them)."""
+    from sqlalchemy import select
+
+    from anwang.core.db import Database, DeadEvent
+
+    settings = _settings()
+    _check_schema(settings)
+    db = Database(settings.resolved_database_url)
+    with db.unit_of_work(readonly=True) as session:
+        stmt = select(DeadEvent).order_by(DeadEvent.failed_at)
+        if not all_:
+            stmt = stmt.where(DeadEvent.replayed_at.is_(None))
+        rows = list(session.scalars(stmt))
+        for r in rows:
+            state = f"replayed {r.replayed_at:%Y-%m-%d %H:%M}" if r.replayed_at else "waiting"
+            typer.echo(f"{r.failed_at:%Y-%m-%d %H:%M:%S}  {r.consumer}  {r.event_id}  {r.name}  "
+                       f"{r.attempts} attempt(s), {state}\n    {r.error}")
+    db.dispose()
+    err.print(f"{len(rows)} dead event(s)")
+
+
+@events_app.command("replay")
+def events_replay(
+    consumer: Annotated[str | None, typer.Option(help="Only this consumer's events.")] = None,
+    event_id: Annotated[str | None, typer.Option("--id", help="Only this event.")] = None,
+) -> None:
+    """Run dead events through their consumers again, once the cause is fixed. Exit 1
+    when one of them fails again (it stays dead, with the new error)."""
+    from anwang.consumers import all_consumers
+    from anwang.core import audit
+    from anwang.core.bus import replay_dead
+    from anwang.core.db import Database
+
+    settings = _settings()
+    _check_schema(settings)
+    db = Database(settings.resolved_database_url)
+    done = replay_dead(db, all_consumers(), consumer=consumer, event_id=event_id)
+    if done:
+        with db.unit_of_work() as session:
+            audit.record(session, "anwang.core.dead_events.replayed", actor="cli",
+                         result_count=sum(r.ok for r in done),
+                         data={"replayed": [r.event_id for r in done if r.ok],
+                               "failed": [r.event_id for r in done if not r.ok]})
+    db.dispose()
+    for r in done:
+        typer.echo(f"{'ok    ' if r.ok else 'FAILED'}  {r.consumer}  {r.event_id}  {r.name}"
+                   + (f"\n    {r.error}" if r.error else ""))
+    failed = sum(not r.ok for r in done)
+    err.print(f"{len(done) - failed} replayed, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
 
 
 def _register_subcommands() -> None:

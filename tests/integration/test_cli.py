@@ -133,3 +133,36 @@ def test_demo_loads_the_city_and_logins(env: Path) -> None:
     # A second run reuses the loaded city and keeps the users.
     code, _, err = _run("demo", "--no-serve", "--seed", "7")
     assert code == 0 and "already loaded" in err
+
+
+def test_dead_events_are_listed_and_replayed(env: Path) -> None:
+    """``anwang events dead`` lists what the consumers gave up on; ``events replay`` runs
+    it through the consumer again and says which ones still fail."""
+    from anwang.checkpoints.events import READ_BATCH_RECEIVED
+    from anwang.core.db import DeadEvent
+    from anwang.core.events import Event, utcnow
+
+    assert _run("db", "upgrade")[0] == 0
+    db = Database(f"sqlite:///{env / 'anwang.db'}")
+    gone = Event(name="anwang.test.thing.happened", payload={})
+    empty_batch = Event(name=READ_BATCH_RECEIVED, payload={
+        "received_at": utcnow().isoformat(), "source": "test", "checkpoints": {}, "reads": []})
+    with db.unit_of_work() as s:
+        for consumer, event in (("retired.consumer", gone),
+                                ("checkpoints.store_reads", empty_batch)):
+            s.add(DeadEvent(consumer=consumer, event_id=event.id, name=event.name,
+                            event=event.to_json().decode(), error="RuntimeError: boom",
+                            attempts=5, failed_at=utcnow()))
+    code, out, err = _run("events", "dead")
+    assert code == 0 and gone.id in out and empty_batch.id in out and "2 dead event(s)" in err
+
+    code, out, err = _run("events", "replay")
+    assert code == 1, err
+    assert f"ok      checkpoints.store_reads  {empty_batch.id}" in out
+    assert f"FAILED  retired.consumer  {gone.id}" in out and "no such consumer" in out
+    code, out, err = _run("events", "dead")
+    assert gone.id in out and empty_batch.id not in out
+    assert empty_batch.id in _run("events", "dead", "--all")[1]
+    code, out, _ = _run("audit", "verify")
+    assert code == 0
+    db.dispose()

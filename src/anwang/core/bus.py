@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from anwang.core.db import Database, ProcessedEvent
+from anwang.core.db import Database, DeadEvent, ProcessedEvent
 from anwang.core.errors import Unavailable
 from anwang.core.events import Event, subject_matches, utcnow
 
@@ -198,6 +198,72 @@ class _LoopBound:
         asyncio.run_coroutine_threadsafe(self.publish(event), loop).result(timeout=30)
 
 
+def record_dead(db: Database, consumer: Consumer, event: Event, exc: BaseException,
+                *, attempts: int) -> None:
+    """Keep ``event`` in ``dead_events`` for ``consumer`` (once: a second give-up of the
+    same pair updates the error and count). A bus gives a message up only after this
+    committed; if it raises, the bus keeps the message and tries again later."""
+    error = f"{exc.__class__.__name__}: {exc}"[:4000]
+    with db.unit_of_work() as session:
+        row = session.get(DeadEvent, (consumer.name, event.id))
+        if row is None:
+            session.add(DeadEvent(
+                consumer=consumer.name, event_id=event.id, name=event.name,
+                event=event.to_json().decode(), error=error, attempts=attempts,
+                failed_at=utcnow(), replayed_at=None))
+        else:
+            row.error, row.attempts, row.failed_at = error, row.attempts + attempts, utcnow()
+            row.replayed_at = None
+
+
+@dataclass(frozen=True)
+class Replay:
+    consumer: str
+    event_id: str
+    name: str
+    ok: bool
+    error: str | None = None
+
+
+def replay_dead(db: Database, consumers: Sequence[Consumer], *,
+                consumer: str | None = None, event_id: str | None = None) -> list[Replay]:
+    """Run each dead event not yet replayed through its consumer again, in the order
+    they failed, with :func:`handle_once` (so an event that was meanwhile handled is not
+    handled twice). A success marks the row replayed; a failure keeps it, with the new
+    error. ``consumer``/``event_id`` narrow the choice. Synchronous."""
+    by_name = {c.name: c for c in consumers}
+    with db.unit_of_work(readonly=True) as session:
+        stmt = select(DeadEvent).where(DeadEvent.replayed_at.is_(None))
+        if consumer is not None:
+            stmt = stmt.where(DeadEvent.consumer == consumer)
+        if event_id is not None:
+            stmt = stmt.where(DeadEvent.event_id == event_id)
+        rows = [(r.consumer, r.event_id, r.name, r.event)
+                for r in session.scalars(stmt.order_by(DeadEvent.failed_at))]
+    done: list[Replay] = []
+    for name, eid, event_name, raw in rows:
+        target = by_name.get(name)
+        if target is None:
+            done.append(Replay(name, eid, event_name, False, "no such consumer any more"))
+            continue
+        try:
+            handle_once(db, target, Event.from_json(raw))
+        except Exception as exc:  # noqa: BLE001 - reported to the operator, row kept
+            error = f"{exc.__class__.__name__}: {exc}"[:4000]
+            with db.unit_of_work() as session:
+                row = session.get(DeadEvent, (name, eid))
+                if row is not None:
+                    row.error = error
+            done.append(Replay(name, eid, event_name, False, error))
+            continue
+        with db.unit_of_work() as session:
+            row = session.get(DeadEvent, (name, eid))
+            if row is not None:
+                row.replayed_at = utcnow()
+        done.append(Replay(name, eid, event_name, True))
+    return done
+
+
 _background: set[asyncio.Task[None]] = set()
 
 
@@ -211,10 +277,11 @@ class InProcessBus(_LoopBound):
     """The embedded default: one asyncio queue per consumer, handlers in worker threads.
 
     Delivery is at-least-once within the process: a handler that raises is retried with
-    a short back-off up to the consumer's ``max_deliver``; after that the event is logged
-    as dead and dropped — unless the failure is the infrastructure's
-    (:func:`is_transient`: the database locked or unreachable), which is retried until it
-    succeeds. Events published while nothing consumes are not kept.
+    a short back-off up to the consumer's ``max_deliver``; after that the event is kept
+    in ``dead_events`` (:func:`record_dead`, for ``anwang events replay``) — unless the
+    failure is the infrastructure's (:func:`is_transient`: the database locked or
+    unreachable), which is retried until it succeeds. Events published while nothing
+    consumes are not kept.
     """
 
     def __init__(self, db: Database, *, retry_delay: float = 0.05) -> None:
@@ -256,6 +323,13 @@ class InProcessBus(_LoopBound):
                             "; transient: retried until it succeeds" if transient else "",
                         )
                         if attempt >= consumer.max_deliver and not transient:
+                            try:
+                                await asyncio.to_thread(record_dead, self.db, consumer,
+                                                        event, exc, attempts=attempt)
+                            except Exception:  # noqa: BLE001 - keep it, try again
+                                log.exception("could not keep dead event %s", event.id)
+                                await asyncio.sleep(min(5.0, self.retry_delay * attempt))
+                                continue
                             self.dead.append((consumer.name, event))
                             break
                         await asyncio.sleep(min(5.0, self.retry_delay * attempt))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     DateTime,
     Engine,
+    Integer,
     MetaData,
     String,
     Text,
@@ -77,6 +78,25 @@ class ProcessedEvent(Base):
     consumer: Mapped[str] = mapped_column(String(100), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     processed_at: Mapped[datetime]
+
+
+class DeadEvent(Base):
+    """An event a consumer gave up on: its handler kept failing on the event itself (not
+    on the infrastructure) for ``Consumer.max_deliver`` deliveries. Kept whole, with the
+    last error, until an operator has fixed the cause and replayed it
+    (``anwang events replay``); ``replayed_at`` is set when the replay succeeded."""
+
+    __tablename__ = "dead_events"
+
+    consumer: Mapped[str] = mapped_column(String(100), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    #: The event as :meth:`anwang.core.events.Event.to_json` wrote it.
+    event: Mapped[str] = mapped_column(Text)
+    error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    failed_at: Mapped[datetime]
+    replayed_at: Mapped[datetime | None]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -23,8 +23,10 @@ Durable delivery
     share its messages, which is how several workers split the work. A message is acked
     only after ``handle_once`` returned (the handler's transaction is committed); a
     handler error naks it with an exponential back-off. A failure of the event itself
-    ends on the delivery numbered ``Consumer.max_deliver`` or later: the message is
-    terminated and recorded in :attr:`NatsBus.dead`. A failure of the infrastructure
+    ends on the delivery numbered ``Consumer.max_deliver`` or later: the event is kept in
+    ``dead_events`` (:func:`~anwang.core.bus.record_dead`; ``anwang events replay`` runs
+    it again once the cause is fixed), and only then is the message terminated. A
+    failure of the infrastructure
     (:func:`~anwang.core.bus.is_transient`: the database down, a deadlock) is retried
     until it succeeds, and the server itself never gives up on a message (the durable's
     ``max_deliver`` is unlimited): a worker killed with messages in hand — however
@@ -88,6 +90,7 @@ from anwang.core.bus import (
     _LoopBound,
     handle_once,
     is_transient,
+    record_dead,
 )
 from anwang.core.db import Database
 from anwang.core.errors import Unavailable
@@ -753,6 +756,13 @@ class NatsBus(_LoopBound):
                 attempt,
                 exc_info=exc,
             )
+            try:
+                await asyncio.to_thread(record_dead, self.db, consumer, event, exc,
+                                        attempts=attempt)
+            except Exception:  # noqa: BLE001 - not kept yet: keep the message instead
+                log.exception("could not keep dead event %s; redelivering it", event.id)
+                await _settle(msg.nak(delay=self.max_retry_delay), "nak")
+                return
             self.dead.append((consumer.name, event))
             await _settle(msg.term(), "term")
             return

@@ -30,8 +30,8 @@ from sqlalchemy import Integer, MetaData, String, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from anwang.core.bus import Bus, Consumer, Handler, InProcessBus, handle_once
-from anwang.core.db import Database, ProcessedEvent, publish_after_commit
+from anwang.core.bus import Bus, Consumer, Handler, InProcessBus, handle_once, replay_dead
+from anwang.core.db import Database, DeadEvent, ProcessedEvent, publish_after_commit
 from anwang.core.errors import Unavailable
 from anwang.core.events import Event
 from anwang.infra.nats_bus import NatsBus, pattern_tag, plan_durables
@@ -270,6 +270,47 @@ async def test_a_handler_that_keeps_failing_is_given_up_without_blocking_others(
     assert list(bus.dead) == [("picky", bad)]  # type: ignore[attr-defined]
     assert rec.calls[bad.id] == 3
     assert [r.event_id for r in rows(db)] == [good.id]
+
+
+async def test_an_event_given_up_is_kept_and_can_be_replayed_once_fixed(
+    buses: Buses,
+) -> None:
+    db, rec = buses.db, Recorder()
+    bus = buses.new()
+    broken = {"on": True}
+
+    def handle(session: Session, event: Event) -> None:
+        rec.hit(event.id)
+        if broken["on"]:
+            raise ValueError("the handler cannot read this payload yet")
+        session.add(BusRow(consumer="fussy", event_id=event.id, attempt=0))
+
+    consumer = Consumer("fussy", (THING,), handle, max_deliver=2)
+    await bus.start([consumer])
+    bad = thing(n=1)
+    await bus.publish(bad)
+
+    def dead() -> list[DeadEvent]:
+        with db.unit_of_work(readonly=True) as s:
+            return list(s.scalars(select(DeadEvent)))
+
+    await eventually(lambda: len(dead()) == 1)
+    [row] = dead()
+    assert (row.consumer, row.event_id, row.name, row.attempts) == ("fussy", bad.id, THING, 2)
+    assert "ValueError: the handler cannot read" in row.error and row.replayed_at is None
+    assert Event.from_json(row.event) == bad
+    assert processed(db, "fussy") == 0
+
+    # Replaying while the cause is still there keeps the event dead.
+    [again] = await asyncio.to_thread(replay_dead, db, [consumer])
+    assert not again.ok and dead()[0].replayed_at is None
+
+    broken["on"] = False
+    [fixed] = await asyncio.to_thread(replay_dead, db, [consumer])
+    assert fixed.ok and fixed.event_id == bad.id
+    assert dead()[0].replayed_at is not None
+    assert processed(db, "fussy") == 1 and [r.event_id for r in rows(db)] == [bad.id]
+    assert await asyncio.to_thread(replay_dead, db, [consumer]) == []
 
 
 async def test_an_event_published_twice_is_handled_once(buses: Buses) -> None:
