@@ -38,6 +38,7 @@ from anwang.checkpoints.schemas import (
     SearchOut,
 )
 from anwang.core import outbox
+from anwang.core.bus import InProcessBus
 from anwang.core.errors import (
     BadRequest,
     PayloadTooLarge,
@@ -267,6 +268,7 @@ def post_reads(
     report = reads.ingest_reads(
         session, items=items, source=f"apikey:{principal.name}",
         retention_hours=state.settings.read_retention_hours,
+        store=reads.store_inline(session, in_process_bus=isinstance(state.bus, InProcessBus)),
     )
     return IngestOut(accepted=report.accepted, duplicates=report.duplicates,
                      rejected=report.rejected, alerts=report.alerts)

@@ -188,13 +188,10 @@ def read_items_from_csv(text: str) -> list[dict[str, Any]]:
 def _store_chunk(
     session: Session, items: list[Any], retention_hours: int
 ) -> reads.IngestReport:
-    report = reads.ingest_reads(
+    return reads.ingest_reads(
         session, items=items, source=f"import:{_actor()}", retention_hours=retention_hours,
-        publish=False,
+        store=True,
     )
-    if report.batch is not None and report.batch.reads:
-        reads.store_reads(session, batch=report.batch)
-    return report
 
 
 @import_app.command("reads")

@@ -201,7 +201,7 @@ def report_bytes(report: IngestOut) -> bytes:
 
 def ingest_message(
     session: Session, *, code: str, payload: Payload, retention_hours: int,
-    now: datetime | None = None,
+    now: datetime | None = None, store: bool = False,
 ) -> IngestOut:
     """Take in one message's reads for checkpoint ``code`` (in the caller's unit of
     work) and say what became of each, as ``POST /api/v1/reads`` answers."""
@@ -210,7 +210,7 @@ def ingest_message(
     items, where, refused = bind_to_checkpoint(payload.items, code)
     report = reads.ingest_reads(
         session, items=items, source=f"mqtt:{code}", retention_hours=retention_hours,
-        now=now,
+        now=now, store=store,
     )
     rejected = refused + [
         Rejection(index=where[r.index], code=r.code, detail=r.detail) for r in report.rejected
@@ -250,8 +250,11 @@ def handle_batch(
         done: list[Reply] = []
         with db.unit_of_work(info={"scope": Scope(None)}) as session:
             for m, code, payload in unit:
-                report = ingest_message(session, code=code, payload=payload,
-                                        retention_hours=settings.read_retention_hours, now=now)
+                report = ingest_message(
+                    session, code=code, payload=payload,
+                    retention_hours=settings.read_retention_hours, now=now,
+                    store=reads.store_inline(session,
+                                             in_process_bus=settings.bus_url == "memory://"))
                 done.append((reply_topic(m, code, prefix), report_bytes(report),
                              m.correlation_data))
         replies.extend(done)

@@ -99,7 +99,8 @@ def _derived_id(checkpoint: str, captured_at: datetime, plate: str, lane: int | 
         raise ValueError("captured_at must be timezone-aware")
     instant = captured_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     name = "\x1f".join((checkpoint, instant, plate, "" if lane is None else str(lane)))
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    sha1 = hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False)
+    digest = bytearray(sha1.digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50
     digest[8] = (digest[8] & 0x3F) | 0x80
     h = digest.hex()
@@ -396,6 +397,16 @@ def _publish_once(session: Session, event: Event) -> bool:
     return True
 
 
+def store_inline(session: Session, *, in_process_bus: bool) -> bool:
+    """Whether a request (or MQTT message) should store its reads in its own unit of
+    work (``ingest_reads(store=True)``) rather than hand them to the storage consumer:
+    on the embedded default — the in-process bus on SQLite, where one process does
+    everything and SQLite serialises writers anyway. Not on PostgreSQL, where concurrent
+    requests creating the same day partition inside transactions that already read the
+    table could deadlock; there the consumer stores (one at a time per process)."""
+    return in_process_bus and session.get_bind().dialect.name == "sqlite"
+
+
 def ingest_reads(
     session: Session,
     *,
@@ -404,10 +415,14 @@ def ingest_reads(
     retention_hours: int,
     now: datetime | None = None,
     publish: bool = True,
+    store: bool = False,
     correlation_id: str | None = None,
 ) -> IngestReport:
     """Validate a batch, find the new reads, count their watch-list hits and (when
-    ``publish``) queue them for storage as ``read_batch.received`` events.
+    ``publish``) queue them for storage as ``read_batch.received`` events — or, when
+    ``store``, store them in this unit of work with :func:`store_reads` (the embedded
+    mode: with the in-process bus there is no other process to hand them to, and storing
+    inline saves the event's outbox row, its JSON round trip and a second match).
 
     ``items`` are decoded JSON values (or :class:`Malformed` lines). Checkpoints are
     looked up in the session's scope, so a device key of one district cannot post for
@@ -456,6 +471,9 @@ def ingest_reads(
     )
     report.batch = batch
     if not new:
+        return report
+    if store:
+        report.alerts = store_reads(session, batch=batch, now=now).hits
         return report
     report.alerts = len(match_reads(session, facts=batch.facts()))
     if publish:

@@ -142,6 +142,13 @@ def test_a_long_backlog_is_503_until_it_has_drained(
         return real(db, consumer, event)
 
     monkeypatch.setattr(bus_module, "handle_once", held)
+    if cams.db.engine.dialect.name == "sqlite":
+        # The embedded default stores in the request (reads.store_inline): no event, no
+        # backlog, nothing for the gate to refuse — and nothing for the consumer to hold.
+        for k in range(6):
+            assert cams.post_reads(batch(2, 10000 + 100 * k)).status_code == 200
+        assert cams.count_reads() == 12 and outbox_rows(cams.db) == 0
+        return
     try:
         # One event in the consumer's hands, four waiting: more than the limit of 3.
         for k in range(5):
