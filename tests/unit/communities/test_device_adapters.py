@@ -233,3 +233,63 @@ def test_ocpp_status_notifications() -> None:
 def test_ocpp_refusals() -> None:
     assert refused("ocpp16", "bad_not_a_call.json").reason == Reason.BAD_SHAPE
     assert refused("ocpp16", "bad_value.json").reason == Reason.WRONG_TYPE
+
+
+# --- JSON as RFC 8259 has it, and where a refusal points ---------------------------------
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"ts": "2026-11-28T08:00:00Z", "metrics": {"temperature_c": NaN}}',
+    b'{"ts": "2026-11-28T08:00:00Z", "metrics": {"temperature_c": Infinity}}',
+    b'{"ts": "2026-11-28T08:00:00Z", "metrics": {"temperature_c": 1e400}}',
+    b'{"ts": "2026-11-28T08:00:00Z", "event": "\\ud800"}',
+])
+def test_what_is_not_json_is_refused_as_such(payload: bytes) -> None:
+    native = adapters.get("native")
+    assert native is not None
+    with pytest.raises(Rejected) as info:
+        native.parse("telemetry", payload, received_at=RECEIVED)
+    assert info.value.reason == Reason.NOT_JSON
+
+
+def test_a_byte_order_mark_is_skipped() -> None:
+    native = adapters.get("native")
+    assert native is not None
+    [r] = native.parse("telemetry", b'\xef\xbb\xbf{"ts": "2026-11-28T08:00:00Z", '
+                       b'"metrics": {"battery_pct": 50}}', received_at=RECEIVED)
+    assert r.metrics == {"battery_pct": 50.0}
+    assert r.ts == ts("2026-11-28T08:00:00+00:00")
+
+
+@pytest.mark.parametrize(("adapter", "payload", "field"), [
+    ("voltpile", {"pileNo": "p", "ts": 1795854600,
+                  "guns": [{"gun": 1, "temp": 30}, {"gun": 2, "temp": "hot"}]}, "guns[1].temp"),
+    ("voltpile", {"pileNo": "p", "ts": 1795854600, "guns": [{"gun": 1}, 7]}, "guns[1]"),
+    ("sentry_smoke", {"msgType": "HEARTBEAT", "time": 1795854600000,
+                      "data": {"battery": "full"}}, "data.battery"),
+    ("nbiot_smoke", {"notifyType": "deviceDatasChanged", "services": [
+        {"serviceId": "Battery", "eventTime": "20261128T083000Z", "data": {"battery_level": 50}},
+        {"serviceId": "Battery", "eventTime": "20261128T0830Z", "data": {}}]},
+     "services[1].eventTime"),
+    ("nbiot_smoke", {"notifyType": "deviceDataChanged", "service": {
+        "serviceId": "Smoke", "eventTime": "20261128T083000Z",
+        "data": {"smoke_state": 1, "temperature": True}}}, "services[0].data.temperature"),
+    ("ocpp16", [2, "x", "MeterValues", {"connectorId": 1, "meterValue": [
+        {"timestamp": "2026-11-28T08:00:00Z", "sampledValue": [{"value": "1"}]},
+        {"timestamp": "2026-11-28T08:00:10Z", "sampledValue": [
+            {"value": "2"}, {"value": "many", "measurand": "Voltage"}]}]}],
+     "meterValue[1].sampledValue[1].value"),
+    ("ocpp16", [2, "x", "MeterValues", {"connectorId": 1, "meterValue": [
+        {"timestamp": "yesterday", "sampledValue": []}]}], "meterValue[0].timestamp"),
+    ("native", [{"ts": "2026-11-28T08:00:00Z", "metrics": {"tilt_deg": 1}},
+                {"ts": "2026-11-28T08:00:10Z", "metrics": {"tilt_deg": "x"}}],
+     "[1]metrics.tilt_deg"),
+])
+def test_a_refusal_names_the_field(adapter: str, payload: object, field: str) -> None:
+    a = adapters.get(adapter)
+    assert a is not None
+    channel = "telemetry" if adapter == "native" else "up"
+    with pytest.raises(Rejected) as info:
+        a.parse(channel, json.dumps(payload).encode(), received_at=RECEIVED)
+    assert info.value.field == field
+    assert field in str(info.value)

@@ -40,19 +40,19 @@ def parse(channel: str, payload: bytes, *, received_at: float) -> list[Reading]:
     if channel == "heartbeat" and not payload.strip():
         return []
     doc = load_json(payload)
-    items = doc if isinstance(doc, list) else [doc]
-    if len(items) > MAX_BATCH:
+    if not isinstance(doc, list):
+        return [_one(channel, doc, None)]
+    if len(doc) > MAX_BATCH:
         raise Rejected(Reason.BAD_SHAPE, f"more than {MAX_BATCH} readings in one message")
-    return [_one(channel, item, i if isinstance(doc, list) else None) for i, item in
-            enumerate(items)]
+    return [_one(channel, item, i) for i, item in enumerate(doc)]
 
 
 def _one(channel: str, raw: Any, index: int | None) -> Reading:
     where = "" if index is None else f"[{index}]"
-    obj = need_object(raw, f"payload{where}")
+    obj = need_object(raw, "payload%s", where)
     if "ts" not in obj:
         raise Rejected(Reason.BAD_SHAPE, "ts is missing", field=f"{where}ts")
-    ts = rfc3339(obj["ts"], f"{where}ts")
+    ts = rfc3339(obj["ts"], "%sts", where)
     if channel == "events":
         event = obj.get("event")
         if not isinstance(event, str):
@@ -62,11 +62,11 @@ def _one(channel: str, raw: Any, index: int | None) -> Reading:
             raise Rejected(Reason.UNKNOWN_EVENT, event[:40], field=f"{where}event")
         detail = obj.get("detail")
         if detail is not None:
-            need_object(detail, f"{where}detail")
-        return Reading(ts=ts, event=event, detail=detail or None)
+            need_object(detail, "%sdetail", where)
+        return Reading(ts, None, event, detail or None)
     if channel == "telemetry":
         if "metrics" not in obj:
             raise Rejected(Reason.BAD_SHAPE, "metrics is missing", field=f"{where}metrics")
-        return Reading(ts=ts, metrics=metrics_of(obj["metrics"], f"{where}metrics"))
-    metrics = metrics_of(obj["metrics"], f"{where}metrics") if "metrics" in obj else None
-    return Reading(ts=ts, metrics=metrics or None)
+        return Reading(ts, metrics_of(obj["metrics"], "%smetrics", where))
+    metrics = metrics_of(obj["metrics"], "%smetrics", where) if "metrics" in obj else None
+    return Reading(ts, metrics or None)

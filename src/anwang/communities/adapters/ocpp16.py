@@ -43,6 +43,8 @@ NAME = "ocpp16"
 KINDS = frozenset({"charging_pile"})
 MAX_METER_VALUES = 500
 
+#: Where a sampled value is, for messages (made only when one is refused).
+_SAMPLE = "meterValue[%d].sampledValue[%d]"
 _ERRORS = {"GroundFailure": "ground_fault", "OverCurrentFailure": "overcurrent"}
 
 
@@ -65,15 +67,17 @@ def _scaled(v: float, unit: str | None, base: str) -> float:
     raise Rejected(Reason.BAD_SHAPE, f"unit {unit[:20]!r} for {base}")
 
 
-def _sample(sv: Any, field: str) -> tuple[str, float] | None:
-    obj = need_object(sv, field)
+def _sample(sv: Any, i: int, j: int) -> tuple[str, float] | None:
+    """Sampled value ``j`` of meter value ``i``: (metric, value), or None to skip."""
+    obj = need_object(sv, _SAMPLE, i, j)
     measurand = obj.get("measurand", "Energy.Active.Import.Register")
     unit = obj.get("unit")
     if unit is not None and not isinstance(unit, str):
-        raise Rejected(Reason.WRONG_TYPE, "unit must be a string", field=f"{field}.unit")
+        raise Rejected(Reason.WRONG_TYPE, "unit must be a string",
+                       field=f"{_SAMPLE % (i, j)}.unit")
     if "value" not in obj:
-        raise Rejected(Reason.BAD_SHAPE, "value is missing", field=f"{field}.value")
-    v = numeric_text(obj["value"], f"{field}.value")
+        raise Rejected(Reason.BAD_SHAPE, "value is missing", field=f"{_SAMPLE % (i, j)}.value")
+    v = numeric_text(obj["value"], _SAMPLE + ".value", i, j)
     if measurand == "Temperature":
         return "temperature_c", round(_temperature(v, unit), 3)
     if measurand == "Power.Active.Import":
@@ -99,19 +103,19 @@ def _meter_values(body: dict[str, Any]) -> list[Reading]:
                        field="meterValue")
     out = []
     for i, raw in enumerate(mvs):
-        mv = need_object(raw, f"meterValue[{i}]")
-        ts = rfc3339(mv.get("timestamp"), f"meterValue[{i}].timestamp")
+        mv = need_object(raw, "meterValue[%d]", i)
+        ts = rfc3339(mv.get("timestamp"), "meterValue[%d].timestamp", i)
         samples = mv.get("sampledValue")
         if not isinstance(samples, list):
             raise Rejected(Reason.BAD_SHAPE, "sampledValue must be a list",
                            field=f"meterValue[{i}].sampledValue")
         metrics: dict[str, float] = {}
         for j, sv in enumerate(samples):
-            got = _sample(sv, f"meterValue[{i}].sampledValue[{j}]")
+            got = _sample(sv, i, j)
             if got is not None:
                 name, value = got
                 metrics[name] = check_metric(name, value)
-        out.append(Reading(ts=ts, metrics=metrics or None))
+        out.append(Reading(ts, metrics or None))
     return out
 
 
@@ -133,7 +137,7 @@ def _status(body: dict[str, Any], received_at: float) -> list[Reading]:
         event = "available"
     else:
         event = None
-    return [Reading(ts=ts, event=event, detail=detail)] if event else []
+    return [Reading(ts, None, event, detail)] if event else []
 
 
 def parse(channel: str, payload: bytes, *, received_at: float) -> list[Reading]:

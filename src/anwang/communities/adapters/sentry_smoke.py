@@ -61,7 +61,7 @@ def parse(channel: str, payload: bytes, *, received_at: float) -> list[Reading]:
     ts = epoch(obj["time"], "time", millis=True)
     data = need_object(obj.get("data") or {}, "data")
     metrics = {
-        name: check_metric(name, number(data[key], f"data.{key}"))
+        name: check_metric(name, number(data[key], "data.%s", key))
         for key, name in _METRICS.items() if key in data and data[key] is not None
     }
     event = _EVENTS[kind]
@@ -74,4 +74,4 @@ def parse(channel: str, payload: bytes, *, received_at: float) -> list[Reading]:
             detail = {"code": code[:20]}
             if kind == "FAULT" and code == REMOVED:
                 event = "removed"
-    return [Reading(ts=ts, metrics=metrics or None, event=event, detail=detail)]
+    return [Reading(ts, metrics or None, event, detail)]

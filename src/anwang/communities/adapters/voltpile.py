@@ -62,19 +62,19 @@ def parse(channel: str, payload: bytes, *, received_at: float) -> list[Reading]:
     volts: list[float] = []
     seen_power = seen_current = False
     for i, raw in enumerate(guns):
-        gun = need_object(raw, f"guns[{i}]")
+        gun = need_object(raw, "guns[%d]", i)
         if gun.get("temp") is not None:
-            temps.append(check_metric("temperature_c", number(gun["temp"], f"guns[{i}].temp")))
+            temps.append(check_metric("temperature_c", number(gun["temp"], "guns[%d].temp", i)))
         if gun.get("power") is not None:
-            p = number(gun["power"], f"guns[{i}].power") * 1000.0
+            p = number(gun["power"], "guns[%d].power", i) * 1000.0
             power += check_metric("power_w", p)
             seen_power = True
         if gun.get("current") is not None:
-            current += check_metric("current_a", number(gun["current"], f"guns[{i}].current"))
+            current += check_metric("current_a", number(gun["current"], "guns[%d].current", i))
             seen_current = True
         if gun.get("voltage") is not None:
             volts.append(check_metric("voltage_v",
-                                      number(gun["voltage"], f"guns[{i}].voltage")))
+                                      number(gun["voltage"], "guns[%d].voltage", i)))
     if obj.get("boardTemp") is not None:
         temps.append(check_metric("temperature_c", number(obj["boardTemp"], "boardTemp")))
     metrics: dict[str, float] = {}
@@ -86,7 +86,7 @@ def parse(channel: str, payload: bytes, *, received_at: float) -> list[Reading]:
         metrics["current_a"] = check_metric("current_a", round(current, 3))
     if volts:
         metrics["voltage_v"] = max(volts)
-    readings = [Reading(ts=ts, metrics=metrics or None)]
+    readings = [Reading(ts, metrics or None)]
     alarms = obj.get("alarms", [])
     if not isinstance(alarms, list) or not all(isinstance(a, str) for a in alarms):
         raise Rejected(Reason.WRONG_TYPE, "alarms must be a list of codes", field="alarms")
@@ -95,5 +95,5 @@ def parse(channel: str, payload: bytes, *, received_at: float) -> list[Reading]:
         if event is None:
             continue
         detail: dict[str, Any] = {"code": code[:30], "guns": guns}
-        readings.append(Reading(ts=ts, event=event, detail=detail))
+        readings.append(Reading(ts, None, event, detail))
     return readings
