@@ -235,7 +235,9 @@ def main() -> None:
     for phase, got, sent in zip(phases[1:], lat[1:], lat_sent[1:], strict=True):
         table.append(row(f"{phase.rate:,.0f} reads/s", phase, got, sent))
         p99 = kit.pct(got, 99) if got else float("inf")
-        met = p99 <= 200 and len(got) == len(phase.answered)
+        # Met only if the server also kept up with the offered rate (within 5 %).
+        kept_up = phase.accepted / phase.elapsed >= 0.95 * phase.rate
+        met = p99 <= 200 and len(got) == len(phase.answered) and kept_up
         notes.append(
             f"- {phase.rate:,.0f} reads/s offered for {phase.seconds:g} s: "
             f"{phase.accepted / phase.elapsed:,.0f} reads/s accepted, "
@@ -244,7 +246,8 @@ def main() -> None:
             f"{kit.pct(phase.post_latencies, 50) * 1e3:,.0f} ms (median), "
             f"{kit.pct(phase.post_latencies, 99) * 1e3:,.0f} ms (p99); refusals by "
             f"admission control, retried: {phase.refused:,}; p99 ≤ 200 ms: "
-            f"{'met' if met else 'not met'} ({p99 / base_p99:,.1f}× the baseline's p99)")
+            f"{'met' if met else 'not met'} ({p99 / base_p99:,.1f}× the baseline's p99"
+            f"{'' if kept_up else '; the server did not keep up with the offered rate'})")
     report = "\n".join([
         SECTION,
         "",
@@ -267,18 +270,19 @@ def main() -> None:
         f"- watch list loaded in {loaded:.1f} s; the server answered its first read "
         f"{warm:.1f} s after it was ready (building its index)",
         "",
-        "Reading these figures: while the server keeps up, an alert is on the feed within "
-        "tens of milliseconds of the answer, often before it (storage starts as soon as "
-        "the ingest transaction commits, while the answer is still being sent). Once the "
-        "offered rate is more than it stores, the storage consumer's queue grows and the "
-        "latency is that queue. On SQLite every write takes the database's one write "
-        "lock: the ingest transaction of each POST, the storage transaction of each "
-        "batch, the deletion of each published event's outbox row, and the device key's "
-        "last-use stamp on each request. With many requests in flight the threads wait "
-        "for the lock in SQLite's busy handler, which sleeps between attempts instead of "
-        "being woken when the lock is released, so the lock also lies idle while it is "
-        "wanted; a sampling profile of the server at 2,000 reads/s with the million-entry "
-        "list shows its threads waiting for the lock far longer than working.",
+        "Reading these figures: on the embedded default a POST stores its reads and "
+        "raises their alerts in its own unit of work (`reads.store_inline`), so the "
+        "alert is on the feed by the time the answer arrives — the latency from the "
+        "answer is at or below zero at every rate. What grows with the rate is the wait "
+        "before a POST is taken up: once more reads are offered than the server stores, "
+        "requests queue in front of it, admission control refuses some (they are "
+        "retried), and the latency from the first send grows with the queue. Every "
+        "write takes SQLite's one write lock — the POST's transaction and the device "
+        "key's last-use stamp — and threads waiting for it sleep in SQLite's busy "
+        "handler rather than being woken. The target, p99 ≤ 200 ms at 5,000 reads a "
+        "second, is met at the rates the server sustains and not at 5,000 reads a "
+        "second on this machine; more API processes on PostgreSQL (docs/operations.md) "
+        "is how a deployment takes that rate.",
         "",
         f"Command: `python bench/bench_alert_latency.py --exact {args.exact} --partial "
         f"{args.partial} --rates {args.rates} --seconds {args.seconds:g} --low-rate "
