@@ -182,19 +182,7 @@ def test_a_broker_certificate_from_another_ca_is_refused(
     stranger = Authority(tmp_path, "stranger")
     url = f"mqtts://127.0.0.1:{broker.port}?ca={stranger.pem}&shared=0"
 
-    async def run() -> bool:
-        consumer = MqttConsumer(url, Subscription("tls-test", ("anwang/tls/#",),
-                                                  _discard), worker_id="t2")
-        await consumer.start()
-        try:
-            await consumer.wait_ready(timeout=3)
-        except TimeoutError:
-            return False
-        finally:
-            await consumer.stop()
-        return True
-
-    assert asyncio.run(run()) is False, "connected to a broker it must not trust"
+    assert asyncio.run(_connects(url)) is False, "connected to a broker it must not trust"
     with pytest.raises(OSError):  # ssl.SSLCertVerificationError is an OSError
         asyncio.run(publish_once(url, "anwang/tls/x", b"{}"))
 
@@ -209,20 +197,22 @@ def test_a_client_certificate_is_presented_when_the_broker_requires_one(
     got = asyncio.run(_receive_one(url, url, "anwang/tls/mutual"))
     assert [m.payload for m in got] == [b'{"hello": "tls"}']
 
-    async def without_cert() -> bool:
-        consumer = MqttConsumer(base, Subscription("tls-test", ("anwang/tls/#",),
-                                                   _discard), worker_id="t3")
-        await consumer.start()
-        try:
-            await consumer.wait_ready(timeout=3)
-        except TimeoutError:
-            return False
-        finally:
-            await consumer.stop()
-        return True
-
-    assert asyncio.run(without_cert()) is False, "a client without a certificate got in"
+    assert asyncio.run(_connects(base)) is False, "a client without a certificate got in"
 
 
 async def _discard(batch: Sequence[Message]) -> None:
     return None
+
+
+async def _connects(url: str) -> bool:
+    """Whether a consumer on ``url`` gets connected and subscribed within 3 s."""
+    consumer = MqttConsumer(url, Subscription("tls-test", ("anwang/tls/#",), _discard),
+                            worker_id="t2")
+    await consumer.start()
+    try:
+        await consumer.wait_ready(timeout=3)
+    except TimeoutError:
+        return False
+    finally:
+        await consumer.stop()
+    return True
