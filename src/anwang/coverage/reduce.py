@@ -59,7 +59,7 @@ argument is given in full.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -73,7 +73,7 @@ from anwang.coverage.model import (
     marginal_gains,
 )
 
-__all__ = ["Reduction", "ReductionStats", "identity", "reduce"]
+__all__ = ["Reduction", "ReductionStats", "identity", "reduce", "restrict"]
 
 _HASH_SEED = 0x616E77616E67  # any fixed seed: the grouping is verified, not trusted
 
@@ -259,6 +259,47 @@ def reduce(problem: CoverageProblem, *, dominance: bool = True) -> Reduction:
             dominated=int(free_cols.size - cols.size),
             seconds=time.perf_counter() - t0,
         ),
+    )
+
+
+def restrict(
+    red: Reduction, *, zero: NDArray[np.bool_], one: NDArray[np.bool_]
+) -> tuple[Reduction, IntArray]:
+    """``red`` with the columns of ``zero`` removed and those of ``one`` made fixed — the
+    model left after variable fixing (:func:`anwang.coverage.bound.fix_by_reduced_cost`).
+
+    Rows no remaining column reaches keep the value their offset gives them, in
+    ``constant``; rows that became identical are merged again. Returns the new reduction
+    and, for each of its columns, the column of ``red`` it was. ``value`` and ``lift`` of
+    a choice agree with ``red``'s for the same sites; ``stats`` stay those of ``red``.
+    """
+    zero = np.asarray(zero, dtype=np.bool_)
+    one = np.asarray(one, dtype=np.bool_) & ~zero
+    keep = np.flatnonzero(~zero)
+    fixed = np.zeros(red.n_cols, dtype=np.bool_)
+    fixed[red.fixed_cols] = True
+    fixed |= one
+    a = sp.csr_array(red.cover[:, keep])
+    beta = red.backup_weight
+    empty = np.diff(a.indptr) == 0
+    off = red.offset
+    constant = red.constant + float(red.weights[empty & (off >= 1)].sum())
+    constant += beta * float(red.weights[empty & (off >= 2)].sum())
+    rows = np.flatnonzero(~empty)
+    a, w, off = _merge(a[rows], red.weights[rows], off[rows])
+    fixed_cols = np.flatnonzero(fixed[keep]).astype(np.int64)
+    return (
+        replace(
+            red,
+            cover=a,
+            weights=w,
+            offset=off,
+            columns=red.columns[keep],
+            fixed_cols=fixed_cols,
+            constant=constant,
+            _csc=None,
+        ),
+        keep.astype(np.int64),
     )
 
 

@@ -43,35 +43,56 @@ bound). :class:`HighsSolver` is the production implementation (HiGHS via ``highs
 :func:`optimize`
 ----------------
 Reduce the model (:mod:`anwang.coverage.reduce`), run greedy + interchange and then an
-iterated local search (:mod:`anwang.coverage.heuristics`), then the MIP warm-started from
-the best siting, all within one time budget. The better of the heuristic siting and the
-MIP incumbent is returned with the best upper bound known: the MIP's dual bound, or the
-submodularity bound of the heuristic if the solver gave none.
+iterated local search (:mod:`anwang.coverage.heuristics`). Then, with a solver that can
+also relax (:class:`RelaxingSolver`, which :class:`HighsSolver` is):
 
-What to expect: the bound of an LP-based branch and bound starts at the LP relaxation.
-Where demand is dense and continuous, fractional posts tile irregular dense areas that
-whole circles cannot, and that relaxation can sit about 1 % above the best siting; in a
-minute HiGHS lowers it by hundredths of a percent, so the gap stays near that 1 % however
-good the siting is (``docs/performance.md``, "Post siting", measures both). Where the
-relaxation is tight, the run ends early with status ``optimal``.
+1. the LP relaxation, whose duals give a bound (:func:`anwang.coverage.bound.dual_bound`)
+   and fix sites by reduced cost against the best siting
+   (:func:`~anwang.coverage.bound.fix_by_reduced_cost`);
+2. for the plain MCLP, the Lagrangian decomposition bound by region
+   (:func:`~anwang.coverage.bound.decomposition_bound`), its regions solved by the same
+   solver, for at most ``decomposition_share`` of the time left;
+3. the MIP on the model with the fixed sites, warm-started from the best siting when it
+   keeps them, for the rest of the time.
+
+Each step stops the run as soon as the best bound is within the solver's gap tolerance
+of the best siting. The better of the heuristic siting and the MIP incumbent is returned
+with the lowest of the bounds: submodularity, LP dual, decomposition, and the MIP's
+(taken as ``max(best siting, MIP bound)`` after fixing, which only excludes sitings no
+better than the best one). A solver without ``relax`` goes straight to step 3.
+
+What to expect: every bound here starts from the LP relaxation. Where demand is dense
+and continuous, fractional posts tile the dense core in a way whole posts cannot, and the
+relaxation can sit tenths of a percent to about 1 % above the best siting; cuts, fixing
+and the decomposition lower it by a part of that in a minute
+(``docs/performance.md``, "Post siting", measures each). Where the relaxation is tight,
+the run ends early with status ``optimal``.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from anwang.core.errors import ValidationFailed
+from anwang.coverage.bound import (
+    DecompositionBound,
+    RegionalSolve,
+    decomposition_bound,
+    dual_bound,
+    fix_by_reduced_cost,
+)
 from anwang.coverage.heuristics import greedy_interchange
 from anwang.coverage.model import CoverageProblem, FloatArray, IntArray, objective_value
-from anwang.coverage.reduce import Reduction, ReductionStats, identity
+from anwang.coverage.reduce import Reduction, ReductionStats, identity, restrict
 from anwang.coverage.reduce import reduce as reduce_problem
 
 if TYPE_CHECKING:
@@ -79,14 +100,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HighsSolver",
+    "LpResult",
     "MipModel",
     "MipResult",
     "MipStatus",
+    "RelaxingSolver",
     "SitingResult",
     "Solver",
     "SolveStatus",
     "mclp_model",
     "optimize",
+    "regional_model",
     "relative_gap",
     "start_values",
 ]
@@ -151,6 +175,38 @@ class Solver(Protocol):
     ) -> MipResult: ...
 
 
+@dataclass(frozen=True, eq=False)
+class LpResult:
+    """The LP relaxation of a :class:`MipModel` (integrality dropped)."""
+
+    objective: float | None
+    """Its optimum (offset included), or None if the solver stopped before it."""
+    values: FloatArray | None
+    row_duals: FloatArray
+    """One multiplier per row, in the convention ``c = Aᵀr + d`` (``d`` the reduced
+    costs): ``r ≥ 0`` on a row bounded above when maximising. They need not be optimal:
+    :func:`anwang.coverage.bound.dual_bound` makes any of them a valid bound."""
+    seconds: float
+
+
+@runtime_checkable
+class RelaxingSolver(Solver, Protocol):
+    """A :class:`Solver` that also solves LP relaxations, and takes a relative gap per
+    call (the regions of the decomposition bound are solved to a tighter gap than the
+    whole model: their gaps add up)."""
+
+    def relax(self, model: MipModel, *, time_limit_s: float | None = None) -> LpResult | None: ...
+
+    def solve(
+        self,
+        model: MipModel,
+        *,
+        start: FloatArray | None = None,
+        time_limit_s: float | None = None,
+        mip_rel_gap: float | None = None,
+    ) -> MipResult: ...
+
+
 def _new_highs() -> _Highs:
     # The public ``highspy.Highs`` enables its callbacks in ``__init__``, and that first
     # call prints HiGHS's banner straight to the C-level stdout — before any option can
@@ -177,6 +233,9 @@ class HighsSolver:
     solves the root LP by interior point, which on covering LPs (highly degenerate for
     the dual simplex) was 3–4 times faster in ``bench/bench_siting.py``; the re-solves
     after cuts and in the tree still use the dual simplex. ``log`` prints HiGHS's log.
+
+    It is a :class:`RelaxingSolver`: :meth:`relax` solves the LP relaxation, and
+    :meth:`solve` takes a gap per call.
     """
 
     MARGIN_S = 4.0
@@ -210,26 +269,21 @@ class HighsSolver:
         self.random_seed = random_seed
         self.log = log
 
-    def solve(
-        self,
-        model: MipModel,
-        *,
-        start: FloatArray | None = None,
-        time_limit_s: float | None = None,
-    ) -> MipResult:
+    def _limit(self, time_limit_s: float | None) -> float | None:
+        limits = [t for t in (self.time_limit_s, time_limit_s) if t is not None]
+        if not limits:
+            return None
+        # HiGHS only looks at the clock between steps, and on large covering models one
+        # round of root-node cut separation takes seconds: keep a margin for it
+        limit = max(min(limits), 1e-3)
+        return limit - min(0.1 * limit, self.MARGIN_S)
+
+    def _highs(self, model: MipModel, limit: float | None, *, integer: bool) -> _Highs | None:
+        """A HiGHS instance holding ``model`` (integrality dropped unless ``integer``)."""
         import highspy
 
-        t0 = time.perf_counter()
-        limits = [t for t in (self.time_limit_s, time_limit_s) if t is not None]
-        limit = None
-        if limits:
-            # HiGHS only looks at the clock between steps, and on large covering models one
-            # round of root-node cut separation takes seconds: keep a margin for it
-            limit = max(min(limits), 1e-3)
-            limit -= min(0.1 * limit, self.MARGIN_S)
         h = _new_highs()
         h.setOptionValue("output_flag", self.log)
-        h.setOptionValue("mip_rel_gap", float(self.mip_rel_gap))
         h.setOptionValue("random_seed", int(self.random_seed))
         h.setOptionValue("presolve", "on" if self.presolve else "off")
         h.setOptionValue("mip_lp_solver", self.lp_solver)
@@ -254,39 +308,105 @@ class HighsSolver:
             a.indptr[:-1].astype(np.int32),
             a.indices.astype(np.int32),
             a.data.astype(np.float64),
-            model.integer.astype(np.int32),
+            (model.integer if integer else np.zeros(model.n_cols, dtype=np.bool_)).astype(
+                np.int32
+            ),
         )
-        if status == highspy.HighsStatus.kError:
+        return None if status == highspy.HighsStatus.kError else h
+
+    @staticmethod
+    def _watch(h: _Highs, deadline: float) -> Callable[[], bool]:
+        """Interrupt ``h`` from its callbacks at ``deadline``; returns "was it interrupted"."""
+        import highspy
+
+        interrupted = False
+
+        def stop_at_deadline(
+            _kind: highspy.cb.HighsCallbackType,
+            _message: str,
+            _out: highspy.cb.HighsCallbackOutput,
+            data_in: highspy.cb.HighsCallbackInput,
+            _user: object,
+        ) -> None:
+            nonlocal interrupted
+            if time.perf_counter() >= deadline:
+                interrupted = True
+                data_in.user_interrupt = True
+
+        h.setCallback(stop_at_deadline, None)
+        kinds = highspy.cb.HighsCallbackType
+        for kind in (
+            kinds.kCallbackMipInterrupt,
+            kinds.kCallbackSimplexInterrupt,
+            kinds.kCallbackIpmInterrupt,
+        ):
+            h.startCallback(kind)
+        return lambda: interrupted
+
+    def relax(self, model: MipModel, *, time_limit_s: float | None = None) -> LpResult | None:
+        """The LP relaxation by interior point without crossover (the duals need not be
+        a vertex: they only feed bounds that are valid for any duals). None if HiGHS
+        rejects the model or stops before an optimum."""
+        import highspy
+
+        t0 = time.perf_counter()
+        limit = self._limit(time_limit_s)
+        h = self._highs(model, limit, integer=False)
+        if h is None:
+            return None
+        h.setOptionValue("solver", "ipm")
+        h.setOptionValue("run_crossover", "off")
+        if limit is not None:
+            self._watch(h, t0 + limit)
+        h.run()
+        ms = highspy.HighsModelStatus
+        if h.getModelStatus() == ms.kModelEmpty:
+            return LpResult(
+                float(model.offset), np.zeros(model.n_cols), np.zeros(model.n_rows),
+                time.perf_counter() - t0,
+            )  # fmt: skip
+        if h.getModelStatus() != ms.kOptimal and not (
+            limit is not None and time.perf_counter() >= t0 + limit
+        ):
+            # the interior point without crossover occasionally ends "unknown" on tiny,
+            # degenerate models: the dual simplex settles them
+            h.setOptionValue("solver", "simplex")
+            h.clearSolver()
+            h.run()
+        if h.getModelStatus() != ms.kOptimal:
+            return None
+        sol = h.getSolution()
+        return LpResult(
+            float(h.getInfo().objective_function_value),
+            np.asarray(sol.col_value, dtype=np.float64),
+            np.asarray(sol.row_dual, dtype=np.float64),
+            time.perf_counter() - t0,
+        )
+
+    def solve(
+        self,
+        model: MipModel,
+        *,
+        start: FloatArray | None = None,
+        time_limit_s: float | None = None,
+        mip_rel_gap: float | None = None,
+    ) -> MipResult:
+        """Branch and cut; ``mip_rel_gap`` overrides the solver's gap for this call."""
+        import highspy
+
+        t0 = time.perf_counter()
+        limit = self._limit(time_limit_s)
+        h = self._highs(model, limit, integer=True)
+        if h is None:
             return MipResult(MipStatus.STOPPED, None, None, math.inf, time.perf_counter() - t0)
+        gap = self.mip_rel_gap if mip_rel_gap is None else mip_rel_gap
+        h.setOptionValue("mip_rel_gap", float(gap))
         if start is not None:
             sol = highspy.HighsSolution()
             sol.col_value = np.asarray(start, dtype=np.float64).tolist()
             sol.value_valid = True
             h.setSolution(sol)
-        interrupted = False
-        if limit is not None:
-            deadline = t0 + limit
-
-            def stop_at_deadline(
-                _kind: highspy.cb.HighsCallbackType,
-                _message: str,
-                _out: highspy.cb.HighsCallbackOutput,
-                data_in: highspy.cb.HighsCallbackInput,
-                _user: object,
-            ) -> None:
-                nonlocal interrupted
-                if time.perf_counter() >= deadline:
-                    interrupted = True
-                    data_in.user_interrupt = True
-
-            h.setCallback(stop_at_deadline, None)
-            kinds = highspy.cb.HighsCallbackType
-            for kind in (
-                kinds.kCallbackMipInterrupt,
-                kinds.kCallbackSimplexInterrupt,
-                kinds.kCallbackIpmInterrupt,
-            ):
-                h.startCallback(kind)
+        interrupted = self._watch(h, t0 + limit) if limit is not None else (lambda: False)
         h.run()
         model_status = h.getModelStatus()
         info = h.getInfo()
@@ -296,7 +416,7 @@ class HighsSolver:
             ms.kTimeLimit: MipStatus.TIME_LIMIT,
             ms.kInfeasible: MipStatus.INFEASIBLE,
         }.get(model_status, MipStatus.STOPPED)
-        if interrupted and mip_status is MipStatus.STOPPED:
+        if interrupted() and mip_status is MipStatus.STOPPED:
             mip_status = MipStatus.TIME_LIMIT
         values = None
         objective = None
@@ -304,7 +424,7 @@ class HighsSolver:
             values = np.asarray(h.getSolution().col_value, dtype=np.float64)
             objective = float(info.objective_function_value)
         bound = float(info.mip_dual_bound)
-        if not math.isfinite(bound) or abs(bound) >= inf:
+        if not math.isfinite(bound) or abs(bound) >= highspy.kHighsInf:
             bound = math.inf
         return MipResult(
             mip_status,
@@ -423,6 +543,15 @@ class SitingResult:
     heuristic_seconds: float
     mip_seconds: float
     reduction: ReductionStats
+    lp_bound: float | None = None
+    """The LP relaxation's dual bound (None: no relaxation was solved)."""
+    lp_seconds: float = 0.0
+    fixed_out: int = 0
+    """Sites fixed to 0 by reduced cost (no better siting uses them)."""
+    fixed_in: int = 0
+    """Sites fixed to 1 by reduced cost (every better siting uses them)."""
+    decomposition: DecompositionBound | None = None
+    """The Lagrangian decomposition bound and how it was reached (None: not run)."""
 
     def as_dict(self) -> dict[str, object]:
         """Plain JSON-ready values (the CLI's ``--json``)."""
@@ -447,18 +576,22 @@ def optimize(
     time_limit_s: float = 60.0,
     reduce: bool = True,
     search_share: float = 0.25,
+    decomposition_share: float = 0.6,
+    region_columns: int = 60,
     seed: int = 0,
 ) -> SitingResult:
     """Site ``problem.p`` posts to maximise coverage, within ``time_limit_s`` seconds of
     wall clock for the whole call.
 
-    Steps: reduce the model (:func:`anwang.coverage.reduce.reduce`; ``reduce=False``
-    keeps it as given, for comparison), greedy + interchange, iterated local search for
-    at most ``search_share`` of the time limit (and only while it keeps finding better
-    sitings: it gives up after ``max(20, min(400, 2 × columns))`` rounds without one),
-    then the MIP, warm-started from the best siting, for the rest of the time.
-    ``solver`` defaults to ``HighsSolver()`` (0.1 % relative gap). ``seed`` makes the
-    local search reproducible.
+    Steps (module docstring): reduce the model (:func:`anwang.coverage.reduce.reduce`;
+    ``reduce=False`` keeps it as given, for comparison), greedy + interchange, iterated
+    local search for at most ``search_share`` of the time limit (and only while it keeps
+    finding better sitings: it gives up after ``max(20, min(400, 2 × columns))`` rounds
+    without one); then the LP relaxation, reduced-cost fixing and — for the plain MCLP —
+    the decomposition bound over regions of about ``region_columns`` sites, for at most
+    ``decomposition_share`` of the time then left; then the MIP, warm-started, for the
+    rest. ``solver`` defaults to ``HighsSolver()`` (0.1 % relative gap), whose tolerance
+    also ends the run early. ``seed`` makes the local search reproducible.
     """
     if not (isinstance(time_limit_s, int | float) and math.isfinite(time_limit_s)):
         raise ValidationFailed.on("time_limit_s", "must be a positive number of seconds")
@@ -466,6 +599,12 @@ def optimize(
         raise ValidationFailed.on("time_limit_s", "must be a positive number of seconds")
     if not (isinstance(search_share, int | float) and 0 <= search_share < 1):
         raise ValidationFailed.on("search_share", "must be a fraction in [0, 1)")
+    if not (isinstance(decomposition_share, int | float) and 0 <= decomposition_share <= 1):
+        raise ValidationFailed.on("decomposition_share", "must be a fraction in [0, 1]")
+    if isinstance(region_columns, bool) or not isinstance(region_columns, int) or (
+        region_columns < 1
+    ):
+        raise ValidationFailed.on("region_columns", "must be a positive whole number of sites")
     t0 = time.perf_counter()
     deadline = t0 + time_limit_s
     red = reduce_problem(problem) if reduce else identity(problem)
@@ -477,53 +616,195 @@ def optimize(
         patience=max(20, min(400, 2 * red.n_cols)) if search else None,
         seed=seed,
     )
-    best = heur.cols
-    best_value = red.value(best)
-    bound = heur.bound
-    source = "heuristic"
-    status = SolveStatus.TIME_LIMIT
-    mip_seconds = 0.0
+    solver = solver if solver is not None else HighsSolver()
+    run = _Run(red, heur.cols, heur.bound, getattr(solver, "mip_rel_gap", 1e-3))
     free = red.n_cols - red.fixed_cols.size
-    tol = 1e-9 * max(1.0, abs(best_value))
-    if red.n_rows == 0 or free <= red.p - red.fixed_cols.size or bound - best_value <= tol:
-        status = SolveStatus.OPTIMAL  # nothing to decide, or the bound meets the siting
-        bound = best_value
-    elif time.perf_counter() < deadline:
-        solver = solver if solver is not None else HighsSolver()
-        res = solver.solve(
-            mclp_model(red),
-            start=start_values(red, best),
-            time_limit_s=max(deadline - time.perf_counter(), 1e-3),
-        )
-        mip_seconds = res.seconds
-        cols = _columns(red, res.values) if res.values is not None else None
-        if cols is not None:
-            value = red.value(cols)
-            if value > best_value:
-                best, best_value, source = cols, value, "mip"
-        if math.isfinite(res.bound):
-            bound = min(bound, res.bound)
-        status = {
-            MipStatus.OPTIMAL: SolveStatus.OPTIMAL,
-            MipStatus.TIME_LIMIT: SolveStatus.TIME_LIMIT,
-        }.get(res.status, SolveStatus.STOPPED)
-    sites = red.lift(best)
+    if red.n_rows == 0 or free <= red.p - red.fixed_cols.size or run.closed(strict=True):
+        run.bound = run.value  # nothing to decide, or the bound meets the siting
+        run.status = SolveStatus.OPTIMAL
+    else:
+        run.improve(solver, deadline, decomposition_share, region_columns)
+    sites = red.lift(run.best)
     objective = problem.objective(sites)
-    bound = max(bound, objective)
+    bound = max(run.bound, objective)
     covered = objective_value(problem.cover, problem.weights, sites)
     total = problem.total_weight
+    gap = relative_gap(objective, bound)
+    status = SolveStatus.OPTIMAL if gap <= run.tolerance else run.status
     return SitingResult(
         sites=sites,
         objective=objective,
         bound=bound,
-        gap=relative_gap(objective, bound),
+        gap=gap,
         status=status,
         seconds=time.perf_counter() - t0,
         covered_weight=covered,
         covered_share=covered / total if total > 0 else 0.0,
-        source=source,
+        source=run.source,
         heuristic_objective=heur.objective,
         heuristic_seconds=heur.seconds,
-        mip_seconds=mip_seconds,
+        mip_seconds=run.mip_seconds,
         reduction=red.stats,
+        lp_bound=run.lp_bound,
+        lp_seconds=run.lp_seconds,
+        fixed_out=run.fixed_out,
+        fixed_in=run.fixed_in,
+        decomposition=run.decomposition,
     )
+
+
+REGION_GAP = 1e-6
+"""Relative gap the regions of the decomposition bound are solved to: their gaps add up."""
+
+
+def regional_model(
+    cover: sp.csr_array, weights: FloatArray, prices: FloatArray, fixed: NDArray[np.bool_]
+) -> MipModel:
+    """A region of the decomposition bound: ``maximise Σ_i w_i y_i − Σ_j price_j x_j``
+    s.t. ``y_i ≤ Σ_{j ∈ N_i} x_j``, ``x`` binary (fixed sites at 1), ``0 ≤ y ≤ 1`` —
+    the MCLP of :func:`mclp_model` without its cardinality row, sites priced instead.
+    Variables ``x`` then ``y``."""
+    n, m = cover.shape
+    a = sp.csc_array(cover, dtype=np.float64)
+    matrix = sp.csc_array(sp.hstack([-a, sp.eye_array(n, format="csc")], format="csc"))
+    matrix.sort_indices()
+    col_lower = np.zeros(m + n)
+    col_lower[:m][fixed] = 1.0
+    integer = np.zeros(m + n, dtype=np.bool_)
+    integer[:m] = True
+    return MipModel(
+        objective=np.concatenate([-np.asarray(prices, dtype=np.float64), weights]),
+        offset=0.0,
+        matrix=matrix,
+        row_lower=np.full(n, -np.inf),
+        row_upper=np.zeros(n),
+        col_lower=col_lower,
+        col_upper=np.ones(m + n),
+        integer=integer,
+    )
+
+
+def _region_solver(
+    solver: RelaxingSolver,
+) -> Callable[
+    [sp.csr_array, FloatArray, FloatArray, NDArray[np.bool_], FloatArray, float], RegionalSolve
+]:
+    def solve_region(
+        cover: sp.csr_array,
+        weights: FloatArray,
+        prices: FloatArray,
+        fixed: NDArray[np.bool_],
+        start: FloatArray,
+        time_limit_s: float,
+    ) -> RegionalSolve:
+        model = regional_model(cover, weights, prices, fixed)
+        y = np.minimum(np.asarray(cover @ start), 1.0)
+        res = solver.solve(
+            model,
+            start=np.concatenate([start, y]),
+            time_limit_s=time_limit_s,
+            mip_rel_gap=REGION_GAP,
+        )
+        return RegionalSolve(res.bound, res.status is MipStatus.OPTIMAL)
+
+    return solve_region
+
+
+class _Run:
+    """The state of one :func:`optimize` call after the heuristics: the best siting
+    (columns of ``red``), the best bound, and what each step added."""
+
+    def __init__(self, red: Reduction, best: IntArray, bound: float, tolerance: float) -> None:
+        self.red = red
+        self.best = best
+        self.value = red.value(best)
+        self.bound = bound
+        self.tolerance = float(tolerance)
+        self.status = SolveStatus.TIME_LIMIT
+        self.source = "heuristic"
+        self.mip_seconds = 0.0
+        self.lp_bound: float | None = None
+        self.lp_seconds = 0.0
+        self.fixed_out = 0
+        self.fixed_in = 0
+        self.decomposition: DecompositionBound | None = None
+
+    def closed(self, *, strict: bool = False) -> bool:
+        """The bound meets the siting (``strict``: to rounding), or is within tolerance."""
+        if self.bound - self.value <= 1e-9 * max(1.0, abs(self.value)):
+            return True
+        return not strict and relative_gap(self.value, self.bound) <= self.tolerance
+
+    def improve(
+        self, solver: Solver, deadline: float, share: float, region_columns: int
+    ) -> None:
+        red = self.red
+        work, keep = red, np.arange(red.n_cols, dtype=np.int64)
+        at_fixing = -math.inf  # the value fixings were made against
+        if isinstance(solver, RelaxingSolver) and time.perf_counter() < deadline:
+            model = mclp_model(red)
+            lp = solver.relax(model, time_limit_s=deadline - time.perf_counter())
+            if lp is not None:
+                self.lp_seconds = lp.seconds
+                d_bound, r, d = dual_bound(
+                    model.objective, model.offset, model.matrix, model.row_lower,
+                    model.row_upper, model.col_lower, model.col_upper, lp.row_duals,
+                )  # fmt: skip
+                self.lp_bound = d_bound
+                self.bound = min(self.bound, d_bound)
+                if self.closed():
+                    self.status = SolveStatus.OPTIMAL
+                    return
+                m = red.n_cols
+                zero, one = fix_by_reduced_cost(
+                    d_bound, d[:m], model.col_lower[:m], model.col_upper[:m], self.value
+                )
+                self.fixed_out, self.fixed_in = int(zero.sum()), int(one.sum())
+                if red.backup_weight == 0 and share > 0:
+                    left = deadline - time.perf_counter()
+                    self.decomposition = decomposition_bound(
+                        red, r[: red.n_rows], float(r[red.n_rows]), self.best,
+                        _region_solver(solver), deadline=time.perf_counter() + share * left,
+                        target_columns=region_columns,
+                    )  # fmt: skip
+                    self.bound = min(self.bound, self.decomposition.bound)
+                    if self.closed():
+                        self.status = SolveStatus.OPTIMAL
+                        return
+                if zero.any() or one.any():
+                    n_fixed = int(red.fixed_cols.size) + int(one.sum())
+                    if n_fixed > red.p or (red.exact_p and m - int(zero.sum()) < red.p):
+                        # no siting keeps every fixing: none is better than the best one
+                        self.bound = self.value
+                        self.status = SolveStatus.OPTIMAL
+                        return
+                    work, keep = restrict(red, zero=zero, one=one)
+                    at_fixing = self.value
+        if time.perf_counter() >= deadline:
+            return
+        chosen = np.zeros(red.n_cols, dtype=np.bool_)
+        chosen[self.best] = True
+        start_cols = np.flatnonzero(chosen[keep])
+        keeps_fixings = int(start_cols.size) == int(self.best.size) and bool(
+            np.all(chosen[keep][work.fixed_cols])
+        )
+        res = solver.solve(
+            mclp_model(work),
+            start=start_values(work, start_cols) if keeps_fixings else None,
+            time_limit_s=max(deadline - time.perf_counter(), 1e-3),
+        )
+        self.mip_seconds = res.seconds
+        cols = _columns(work, res.values) if res.values is not None else None
+        if cols is not None:
+            value = work.value(cols)
+            if value > self.value:
+                self.best, self.value, self.source = keep[cols], value, "mip"
+        mip_bound = res.bound
+        if res.status is MipStatus.INFEASIBLE and at_fixing > -math.inf:
+            mip_bound = at_fixing  # no siting keeps the fixings: none beats the incumbent
+        if math.isfinite(mip_bound):
+            self.bound = min(self.bound, max(mip_bound, at_fixing))
+        self.status = {
+            MipStatus.OPTIMAL: SolveStatus.OPTIMAL,
+            MipStatus.TIME_LIMIT: SolveStatus.TIME_LIMIT,
+        }.get(res.status, SolveStatus.STOPPED)

@@ -153,7 +153,14 @@ def test_highs_solver_rejects_bad_options(kwargs: dict[str, object], field: str)
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"time_limit_s": 0}, {"time_limit_s": math.nan}, {"search_share": 1.0}]
+    "kwargs",
+    [
+        {"time_limit_s": 0},
+        {"time_limit_s": math.nan},
+        {"search_share": 1.0},
+        {"decomposition_share": 1.5},
+        {"region_columns": 0},
+    ],
 )
 def test_optimize_rejects_bad_options(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValidationFailed):

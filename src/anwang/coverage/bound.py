@@ -1,0 +1,420 @@
+"""Bounds on the best siting beyond the MIP solver's own, and variables fixed by them.
+
+Three tools, all valid whatever the dual values they start from (an interior-point dual
+without crossover, a dual of an earlier model): every bound below is *computed* from the
+multipliers it is given, never taken on trust from a solver.
+
+LP dual bound — :func:`dual_bound`
+    For ``maximise cᵀz + c₀`` subject to ``L ≤ Az ≤ U``, ``l ≤ z ≤ u`` (a
+    :class:`~anwang.coverage.solve.MipModel`) and *any* row multipliers ``r`` — projected so
+    that ``r_i ≥ 0`` where ``L_i = −∞`` and ``r_i ≤ 0`` where ``U_i = +∞`` — write the
+    reduced costs ``d = c − Aᵀr``. For every ``z`` in the feasible set,
+    ``cᵀz = rᵀAz + dᵀz``, and ``rᵀAz ≤ Σ_i max(r_i U_i, r_i L_i)`` (a positive multiplier
+    meets the upper row bound, a negative one the lower), ``dᵀz ≤ Σ_j max(d_j l_j,
+    d_j u_j)``. Their sum plus ``c₀`` is an upper bound on every feasible objective, integer
+    or not: weak LP duality, written out so that it needs no optimal dual (e.g. Bertsimas &
+    Tsitsiklis 1997, *Introduction to Linear Optimization*, ch. 4).
+
+Reduced-cost fixing — :func:`fix_by_reduced_cost`
+    The same inequality with ``z_j`` held at one end of ``[0, 1]``: every solution with
+    ``x_j = 1`` has value at most ``D + min(d_j, 0)``, every one with ``x_j = 0`` at most
+    ``D − max(d_j, 0)``, where ``D`` is the dual bound above. When that is below the
+    incumbent's value ``z``, no solution *better than the incumbent* takes that value, and
+    ``x_j`` can be fixed the other way (the classic reduced-cost fixing; e.g. Nemhauser &
+    Wolsey 1988, *Integer and Combinatorial Optimization*). Fixing keeps
+    every siting strictly better than ``z``, so the best siting is the better of ``z``
+    and the optimum of the fixed model, and ``max(z, bound of the fixed model)`` bounds
+    the original. On covering models the rule has a ceiling worth knowing: a site's
+    reduced cost is ``Σ_{i ∈ N(j)} π_i − λ ≥ −λ`` (``λ`` the dual of ``Σ x = p``), so
+    no site is fixed to 0 while the gap ``D − z`` exceeds one post's worth, ``λ``.
+
+Lagrangian decomposition by region — :func:`decomposition_bound`
+    For the plain MCLP (β = 0; Church & ReVelle 1974). Partition the demand rows into
+    regions ``G_k`` (:func:`partition`) and let ``C_k`` be the sites reaching some row of
+    ``G_k`` (regions share the sites near their borders). Give every pair (region ``k``,
+    site ``j ∈ C_k``) a price ``u_jk``, and let ``U_j = Σ_k u_jk``. For every siting
+    ``x`` the objective ``f(x) = Σ_k f_k(x)`` (``f_k`` the weight of ``G_k`` it covers)
+    equals ``Σ_j U_j x_j + Σ_k (f_k(x) − Σ_{j ∈ C_k} u_jk x_j)``, so
+
+        OPT ≤ max_{Σ x = p} Σ_j U_j x_j  +  Σ_k h_k,
+        h_k = max over x ∈ {0, 1}^{C_k} of  f_k(x) − Σ_j u_jk x_j,
+
+    each region solved on its own with no limit on its number of sites — the Lagrangian
+    decomposition (variable splitting) of Guignard & Kim 1987, "Lagrangean
+    decomposition: a model yielding stronger Lagrangean bounds", Mathematical Programming
+    39:215–228, applied to the copies of the sites held by each region. The first term is
+    the ``p`` largest ``U_j`` (fixed sites first). Prices come from the LP dual
+    (``π`` on the coverage rows, ``λ`` on the cardinality row): ``u_jk = λ · π(N(j) ∩
+    G_k) / π(N(j))``, λ split by the dual weight the site collects in each region. With
+    these prices every region's LP relaxation is bounded by its share of the LP dual,
+    ``D_k = Σ_{i ∈ G_k} (w_i − π_i)⁺ + Σ_{j ∈ C_k} (π(N(j) ∩ G_k) − u_jk)⁺``, and
+    ``λp + Σ_k D_k`` *is* the LP dual bound — so solving regions exactly can only lower
+    it, by the sum of the regions' own integrality gaps. A region whose LP share is met
+    by the incumbent's restriction to it (to a tolerance) is already exact and is not
+    solved; a region the solver cannot finish contributes its dual bound, or ``D_k``.
+    Before a region is solved, its sites are fixed by its own reduced costs
+    ``π(N(j) ∩ G_k) − u_jk`` against the incumbent's value there — the rule above on the
+    region's model, whose slack is the region's part of the gap only; a regional siting
+    breaking a fixing is worth no more than the incumbent's, which the region's value
+    never falls below anyway.
+    Regions split by no row at all are the connected components of the model, where the
+    bound is the textbook per-component Lagrangian bound of the cardinality constraint
+    (Fisher 1981, "The Lagrangian relaxation method for solving integer programming
+    problems", Management Science 27:1–18). Galvão & ReVelle (1996, "A Lagrangean
+    heuristic for the maximal covering location problem", EJOR 88:114–123) relax the
+    coverage rows instead; that bound equals the LP bound, which is why it is not used
+    here.
+
+What the decomposition buys depends on where the LP's integrality gap lives. Where it is
+spread over the whole dense core of a city — fractional posts tiling the core — only
+regions as large as the core remove it, and those are as hard as the whole model;
+``docs/performance.md`` ("Post siting") measures how far it gets in a minute.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+from scipy.sparse.csgraph import connected_components, dijkstra
+
+from anwang.coverage.model import FloatArray, IntArray, coverage_counts
+from anwang.coverage.reduce import Reduction
+
+__all__ = [
+    "DecompositionBound",
+    "RegionalSolve",
+    "decomposition_bound",
+    "dual_bound",
+    "fix_by_reduced_cost",
+    "partition",
+]
+
+
+# --------------------------------------------------------------------------------------
+# LP duality
+
+
+def _project(row_lower: FloatArray, row_upper: FloatArray, duals: FloatArray) -> FloatArray:
+    r = np.nan_to_num(np.asarray(duals, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    r = np.where(np.isneginf(row_lower), np.maximum(r, 0.0), r)
+    return np.where(np.isposinf(row_upper), np.minimum(r, 0.0), r)
+
+
+def dual_bound(
+    objective: FloatArray,
+    offset: float,
+    matrix: sp.csc_array,
+    row_lower: FloatArray,
+    row_upper: FloatArray,
+    col_lower: FloatArray,
+    col_upper: FloatArray,
+    duals: FloatArray,
+) -> tuple[float, FloatArray, FloatArray]:
+    """Upper bound of ``maximise cᵀz + offset`` from row multipliers (module docstring).
+
+    Returns ``(bound, r, d)``: the bound (``inf`` where an infinite variable bound meets a
+    non-zero reduced cost), the projected multipliers and the reduced costs.
+    """
+    r = _project(row_lower, row_upper, duals)
+    d = np.asarray(objective, dtype=np.float64) - np.asarray(matrix.T @ r)
+    with np.errstate(invalid="ignore"):
+        rows = np.where(r > 0, r * row_upper, np.where(r < 0, r * row_lower, 0.0))
+        cols = np.where(d > 0, d * col_upper, np.where(d < 0, d * col_lower, 0.0))
+    total = float(offset) + float(rows.sum()) + float(cols.sum())
+    return (total if math.isfinite(total) else math.inf), r, d
+
+
+def fix_by_reduced_cost(
+    bound: float,
+    reduced_costs: FloatArray,
+    col_lower: FloatArray,
+    col_upper: FloatArray,
+    incumbent: float,
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Variables in ``[0, 1]`` that no siting better than ``incumbent`` sets to 1 (first
+    mask: fix to 0) or to 0 (second mask: fix to 1), given a :func:`dual_bound` and its
+    reduced costs. Only variables free in ``[0, 1]`` are fixed; a relative tolerance of
+    1e-9 keeps rounding from fixing anything it should not."""
+    d = np.asarray(reduced_costs, dtype=np.float64)
+    free = (np.asarray(col_lower) == 0.0) & (np.asarray(col_upper) == 1.0)
+    tol = 1e-9 * max(1.0, abs(incumbent), abs(bound) if math.isfinite(bound) else 0.0)
+    if not math.isfinite(bound):
+        none = np.zeros(d.size, dtype=np.bool_)
+        return none, none.copy()
+    at_one = bound + np.minimum(d, 0.0)  # best with z_j = 1
+    at_zero = bound - np.maximum(d, 0.0)  # best with z_j = 0
+    return free & (at_one < incumbent - tol), free & (at_zero < incumbent - tol)
+
+
+# --------------------------------------------------------------------------------------
+# regions
+
+
+def partition(red: Reduction, *, target_columns: int = 250) -> IntArray:
+    """A region for every row of ``red``: connected components of the model, the large
+    ones cut into about ``size / target_columns`` regions.
+
+    Sites are joined when they reach a common row; a large component is cut by the
+    farthest-point rule on that graph's hop distance (the k-centre heuristic of Gonzalez
+    1985, "Clustering to minimize the maximum intercluster distance", Theoretical Computer
+    Science 38:293–306): each new centre is the site farthest from the centres so far,
+    and every site joins its nearest centre (one multi-source search). A row joins the
+    region of most of its sites (ties: the lowest region). Deterministic.
+    """
+    a = red.cover
+    n, m = a.shape
+    if n == 0 or m == 0:
+        return np.zeros(n, dtype=np.int64)
+    ones = sp.csr_array((np.ones(a.nnz, dtype=np.float32), a.indices, a.indptr), shape=a.shape)
+    graph = sp.csr_array(ones.T @ ones)
+    graph.setdiag(0)
+    graph.eliminate_zeros()
+    graph.data[:] = 1.0
+    n_comp, comp = connected_components(graph, directed=False)
+    label = np.empty(m, dtype=np.int64)
+    next_label = 0
+    target = max(1, int(target_columns))
+    for c in range(n_comp):
+        members = np.flatnonzero(comp == c)
+        k = max(1, math.ceil(members.size / target))
+        if k == 1:
+            label[members] = next_label
+            next_label += 1
+            continue
+        sub = graph[members][:, members]
+        centres = [0]
+        dist = dijkstra(sub, directed=False, indices=0, unweighted=True)
+        for _ in range(k - 1):
+            far = int(np.argmax(dist))
+            if dist[far] <= 0:
+                break
+            centres.append(far)
+            dist = np.minimum(dist, dijkstra(sub, directed=False, indices=far, unweighted=True))
+        _, _, source = dijkstra(
+            sub, directed=False, indices=centres, unweighted=True, min_only=True,
+            return_predecessors=True,
+        )  # fmt: skip
+        order = np.argsort(centres)
+        pos = order[np.searchsorted(np.asarray(centres)[order], source)]
+        label[members] = next_label + pos
+        next_label += len(centres)
+    return _vote(np.repeat(np.arange(n), np.diff(a.indptr)), label[a.indices], n)
+
+
+def _vote(rows: IntArray, labels: IntArray, n: int) -> IntArray:
+    """For each of ``n`` rows, its most frequent label among the pairs (ties: lowest)."""
+    k = int(labels.max()) + 1 if labels.size else 1
+    keys, counts = np.unique(rows * k + labels, return_counts=True)
+    r, lab = np.divmod(keys, k)
+    order = np.lexsort((lab, -counts, r))
+    first = np.ones(order.size, dtype=np.bool_)
+    first[1:] = r[order][1:] != r[order][:-1]
+    out = np.zeros(n, dtype=np.int64)
+    out[r[order][first]] = lab[order][first]
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Lagrangian decomposition
+
+
+@dataclass(frozen=True)
+class RegionalSolve:
+    """What a regional solve returns: an upper bound on ``h_k`` and whether it is exact."""
+
+    bound: float
+    exact: bool
+
+
+RegionalSolver = Callable[
+    [sp.csr_array, FloatArray, FloatArray, NDArray[np.bool_], FloatArray, float],
+    RegionalSolve,
+]
+"""``(cover, weights, prices, fixed, start, time_limit_s) -> RegionalSolve``: maximise
+``Σ_i w_i [row i covered] − Σ_j price_j x_j`` over ``x ∈ {0, 1}`` with the ``fixed`` sites
+at 1, ``start`` a feasible ``x``; :mod:`anwang.coverage.solve` provides it on the MIP
+solver."""
+
+
+@dataclass(frozen=True)
+class DecompositionBound:
+    bound: float
+    """Upper bound on the optimum of the reduced model (its ``constant`` included)."""
+    lp_bound: float
+    """The LP dual bound the prices came from (the bound before any region is solved)."""
+    regions: int
+    exact_at_start: int
+    """Regions whose LP share the incumbent already meets: not solved."""
+    solved: int
+    """Regions solved exactly."""
+    unfinished: int
+    """Regions left at their LP share or at the solver's bound when time ran out."""
+    largest_columns: int
+    """Sites in the largest region solved or attempted (after fixing)."""
+    fixed_out: int
+    """(Site, region) pairs fixed to 0 by the region's reduced costs."""
+    fixed_in: int
+    """(Site, region) pairs fixed to 1."""
+    seconds: float
+
+
+def decomposition_bound(
+    red: Reduction,
+    duals: FloatArray,
+    cardinality_dual: float,
+    incumbent: IntArray,
+    solve_region: RegionalSolver,
+    *,
+    deadline: float,
+    target_columns: int = 250,
+    regions: IntArray | None = None,
+) -> DecompositionBound:
+    """The Lagrangian decomposition bound of the plain MCLP (module docstring).
+
+    ``duals`` are the multipliers of the coverage rows (one per row of ``red``),
+    ``cardinality_dual`` that of ``Σ x = p`` (``≤ p`` on a reduced model: then it must be
+    ≥ 0, and a negative value is taken as 0); both are projected, and the bound is valid
+    for any values. ``incumbent`` (columns of ``red``) decides which regions are already
+    exact and starts the others. Regions are solved, the smallest first, until
+    ``deadline`` (a :func:`time.perf_counter` instant). ``regions`` overrides
+    :func:`partition`.
+    """
+    if red.backup_weight > 0:
+        raise ValueError("the decomposition bound is for the plain MCLP (no backup weight)")
+    t0 = time.perf_counter()
+    a, w = red.cover, red.weights
+    n, m = a.shape
+    pi = np.maximum(np.nan_to_num(np.asarray(duals, dtype=np.float64)), 0.0)
+    lam = float(np.nan_to_num(cardinality_dual))
+    if not red.exact_p:
+        lam = max(lam, 0.0)
+    fixed = np.zeros(m, dtype=np.bool_)
+    fixed[red.fixed_cols] = True
+    covered_before = red.offset >= 1  # reached by folded-in fixed sites: settled
+    constant = red.constant + float(w[covered_before].sum())
+    live = np.flatnonzero(~covered_before)
+    label = partition(red, target_columns=target_columns) if regions is None else regions
+    label = np.asarray(label, dtype=np.int64)
+    k_all = int(label.max()) + 1 if label.size else 0
+
+    # price of every (site, region) pair: λ split by the dual weight collected there
+    rows = np.repeat(np.arange(n), np.diff(a.indptr))
+    cols = a.indices.astype(np.int64)
+    keep = ~covered_before[rows]
+    rows, cols = rows[keep], cols[keep]
+    pair_key, pair_of = np.unique(cols * k_all + label[rows], return_inverse=True)
+    pair_site, pair_region = np.divmod(pair_key, k_all)
+    pair_mass = _sum_by(pair_of, weights=pi[rows], minlength=pair_key.size)
+    pair_count = _sum_by(pair_of, np.ones(pair_of.size), minlength=pair_key.size)
+    total_mass = _sum_by(pair_site, weights=pair_mass, minlength=m)
+    total_count = _sum_by(pair_site, weights=pair_count, minlength=m)
+    share = np.where(
+        total_mass[pair_site] > 1e-12,
+        pair_mass / np.maximum(total_mass[pair_site], 1e-300),
+        pair_count / np.maximum(total_count[pair_site], 1.0),
+    )
+    price = lam * share
+    in_any = total_count > 0
+    u_total = _sum_by(pair_site, weights=price, minlength=m)
+
+    # the master: the p largest U_j (fixed ones always), λp when every site is priced
+    u_free = np.where(in_any & ~fixed, u_total, 0.0)
+    u_free[fixed] = -np.inf
+    k_free = max(red.p - int(fixed.sum()), 0)
+    top = np.sort(u_free[np.isfinite(u_free)])[::-1][:k_free]
+    if not red.exact_p:
+        top = top[top > 0]
+    master = float(u_total[fixed].sum()) + float(top.sum())
+
+    # each region's share of the LP dual, and the incumbent's value there
+    gain = pair_mass - price
+    site_term = np.where(fixed[pair_site], gain, np.maximum(gain, 0.0))
+    lp_share = _sum_by(pair_region, weights=site_term, minlength=k_all)
+    lp_share += _sum_by(label[live], weights=np.maximum(w[live] - pi[live], 0.0),
+                            minlength=k_all)  # fmt: skip
+    chosen = np.zeros(m, dtype=np.bool_)
+    chosen[np.asarray(incumbent, dtype=np.int64)] = True
+    counts = coverage_counts(a, np.flatnonzero(chosen))
+    at_incumbent = _sum_by(
+        label[live], weights=np.where(counts[live] >= 1, w[live], 0.0), minlength=k_all
+    ) - _sum_by(pair_region, weights=np.where(chosen[pair_site], price, 0.0), minlength=k_all)
+    # a row covered only through a site outside its region cannot happen: C_k holds all
+    # of its sites, so the incumbent's regional value is exactly f_k − u_k·x
+    lp_bound = constant + master + float(lp_share.sum())
+
+    tol = 1e-9 * max(1.0, abs(lp_bound))
+    potential = lp_share - at_incumbent
+    # smallest regions first: they finish, where one large region could take all the time
+    size = _sum_by(pair_region, np.ones(pair_region.size), minlength=k_all)
+    order = np.lexsort((-potential, size))
+    value = lp_share.copy()
+    exact_at_start = int(np.sum(potential <= tol))
+    solved = unfinished = largest = fixed_out = fixed_in = 0
+    by_region = live[np.argsort(label[live], kind="stable")]
+    bounds = np.searchsorted(label[by_region], np.arange(k_all + 1))
+    for k in order:
+        if potential[k] <= tol:
+            continue
+        left = deadline - time.perf_counter()
+        if left <= 0.05:
+            unfinished += 1
+            continue
+        g_k = by_region[bounds[k] : bounds[k + 1]]
+        sel = pair_region == k
+        c_k = pair_site[sel]  # sorted: pair keys are ordered by site first
+        prices = price[sel]
+        # reduced-cost fixing inside the region, against the incumbent's value there
+        reduced = pair_mass[sel] - prices
+        out, into = fix_by_reduced_cost(
+            float(lp_share[k]),
+            reduced,
+            fixed[c_k].astype(np.float64),
+            np.ones(c_k.size),
+            float(at_incumbent[k]),
+        )
+        stay = ~out
+        fixed_out += int(out.sum())
+        fixed_in += int(into.sum())
+        if not stay.any():  # no site left: nothing covered, nothing paid
+            value[k] = max(0.0, float(at_incumbent[k]))
+            solved += 1
+            continue
+        sub = a[g_k][:, c_k[stay]]
+        sub = sp.csr_array(sub[np.diff(sub.indptr) > 0])  # rows no staying site reaches: 0
+        rows_k = g_k[np.diff(a[g_k][:, c_k[stay]].indptr) > 0]
+        start = chosen[c_k[stay]] | into[stay]
+        largest = max(largest, int(stay.sum()))
+        res = solve_region(
+            sub, w[rows_k], prices[stay], (fixed[c_k] | into)[stay], start.astype(np.float64), left
+        )
+        if res.bound < value[k]:
+            # a siting breaking a fixing is worth at most the incumbent's value here
+            value[k] = max(res.bound, at_incumbent[k])
+        if res.exact:
+            solved += 1
+        else:
+            unfinished += 1
+    bound = constant + master + float(value.sum())
+    return DecompositionBound(
+        bound=min(bound, lp_bound),
+        lp_bound=lp_bound,
+        regions=int(np.unique(label[live]).size) if live.size else 0,
+        exact_at_start=exact_at_start,
+        solved=solved,
+        unfinished=unfinished,
+        largest_columns=largest,
+        fixed_out=fixed_out,
+        fixed_in=fixed_in,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _sum_by(index: IntArray, weights: FloatArray, *, minlength: int) -> FloatArray:
+    """``np.bincount`` with weights, always float (it returns integers when empty)."""
+    return np.bincount(index, weights=weights, minlength=minlength).astype(np.float64)

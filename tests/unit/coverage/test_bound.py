@@ -1,0 +1,278 @@
+"""Bounds and fixing (anwang.coverage.bound) against brute force on tiny random problems.
+
+Every claim is checked by enumerating all sitings: the LP dual bound and the
+decomposition bound never fall below the optimum, whatever multipliers they are given;
+reduced-cost fixing never excludes a siting better than the incumbent; the restricted
+model values sitings as the model it came from.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from anwang.coverage import CoverageProblem, HighsSolver, identity, optimize, reduce
+from anwang.coverage.bound import (
+    RegionalSolve,
+    decomposition_bound,
+    dual_bound,
+    fix_by_reduced_cost,
+    partition,
+)
+from anwang.coverage.heuristics import greedy
+from anwang.coverage.reduce import Reduction, restrict
+from anwang.coverage.solve import mclp_model, regional_model
+
+Optimum = Callable[[CoverageProblem], float]
+HIGHS = HighsSolver(mip_rel_gap=0.0)
+
+
+@st.composite
+def problems(draw: st.DrawFn, *, backup: bool = False) -> CoverageProblem:
+    """n_demand ≤ 25, n_candidates ≤ 9, p ≤ 4, integer weights; some fixed sites."""
+    n = draw(st.integers(1, 25))
+    m = draw(st.integers(1, 9))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    cover = rng.random((n, m)) < draw(st.sampled_from([0.1, 0.25, 0.5]))
+    weights = rng.integers(0, 10, size=n).astype(np.float64)
+    p = draw(st.integers(1, min(4, m)))
+    fixed = rng.choice(m, size=draw(st.integers(0, p)) if draw(st.booleans()) else 0, replace=False)
+    beta = draw(st.sampled_from([0.25, 1.0])) if backup else 0.0
+    return CoverageProblem(sp.csr_array(cover), weights, p, fixed, beta)
+
+
+def choices(red: Reduction) -> Iterator[np.ndarray]:
+    """Every feasible choice of columns of ``red`` (exactly or at most ``p``, fixed kept)."""
+    free = np.setdiff1d(np.arange(red.n_cols), red.fixed_cols)
+    room = red.p - red.fixed_cols.size
+    sizes = [room] if red.exact_p else range(room + 1)
+    for k in sizes:
+        for extra in itertools.combinations(free.tolist(), min(k, free.size)):
+            yield np.union1d(red.fixed_cols, np.asarray(extra, dtype=np.int64)).astype(np.int64)
+
+
+def best_value(red: Reduction) -> float:
+    return max(red.value(c) for c in choices(red))
+
+
+def model_bound(red: Reduction, duals: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    m = mclp_model(red)
+    return dual_bound(
+        m.objective, m.offset, m.matrix, m.row_lower, m.row_upper, m.col_lower, m.col_upper, duals
+    )
+
+
+def lp_duals(red: Reduction) -> np.ndarray:
+    lp = HIGHS.relax(mclp_model(red))
+    assert lp is not None
+    return lp.row_duals
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.booleans().flatmap(lambda b: problems(backup=b)), st.booleans(), st.integers(0, 99))
+def test_dual_bound_holds_for_any_multipliers(
+    optimum: Optimum, problem: CoverageProblem, use_reduction: bool, seed: int
+) -> None:
+    red = reduce(problem) if use_reduction else identity(problem)
+    n_rows = mclp_model(red).n_rows
+    rng = np.random.default_rng(seed)
+    for duals in (rng.normal(0, 5, n_rows), lp_duals(red), np.zeros(n_rows)):
+        bound, r, _ = model_bound(red, duals)
+        assert bound >= optimum(problem) - 1e-7
+        assert np.all(r[:-1] >= 0)  # coverage rows are bounded above only
+    # the LP's own duals give the LP optimum, up to the interior point's tolerance
+    lp = HIGHS.relax(mclp_model(red))
+    assert lp is not None and lp.objective is not None
+    assert model_bound(red, lp.row_duals)[0] == pytest.approx(lp.objective, rel=1e-5, abs=1e-5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(problems(), st.booleans(), st.booleans(), st.integers(0, 99))
+def test_fixing_never_excludes_a_siting_better_than_the_incumbent(
+    problem: CoverageProblem, backup: bool, use_reduction: bool, seed: int
+) -> None:
+    if backup:
+        problem = CoverageProblem(problem.cover, problem.weights, problem.p, problem.fixed, 0.5)
+    red = reduce(problem) if use_reduction else identity(problem)
+    model = mclp_model(red)
+    rng = np.random.default_rng(seed)
+    all_choices = list(choices(red))
+    # incumbents from poor to optimal: a random choice, greedy, the best one
+    values = [red.value(c) for c in all_choices]
+    incumbents = [values[int(rng.integers(len(values)))], red.value(greedy(red)), max(values)]
+    duals = [lp_duals(red), rng.normal(0, 3, model.n_rows)]
+    m = red.n_cols
+    for z, r in itertools.product(incumbents, duals):
+        bound, _, d = model_bound(red, r)
+        zero, one = fix_by_reduced_cost(
+            bound, d[:m], model.col_lower[:m], model.col_upper[:m], z
+        )
+        for cols, value in zip(all_choices, values, strict=True):
+            if value > z:
+                x = np.zeros(m, dtype=bool)
+                x[cols] = True
+                assert not np.any(x & zero), "a better siting uses a site fixed to 0"
+                assert np.all(x[one]), "a better siting leaves out a site fixed to 1"
+
+
+@settings(max_examples=120, deadline=None)
+@given(problems(), st.booleans(), st.integers(0, 99))
+def test_restricted_model_values_sitings_like_its_source(
+    problem: CoverageProblem, use_reduction: bool, seed: int
+) -> None:
+    red = reduce(problem) if use_reduction else identity(problem)
+    rng = np.random.default_rng(seed)
+    zero = rng.random(red.n_cols) < 0.3
+    one = ~zero & (rng.random(red.n_cols) < 0.2)
+    sub, keep = restrict(red, zero=zero, one=one)
+    assert sub.n_cols == int((~zero).sum()) and keep.tolist() == np.flatnonzero(~zero).tolist()
+    assert set(np.flatnonzero(one[keep]).tolist()) <= set(sub.fixed_cols.tolist())
+    for k in range(min(sub.n_cols, 3) + 1):
+        for cols in itertools.combinations(range(sub.n_cols), k):
+            c = np.asarray(cols, dtype=np.int64)
+            assert sub.value(c) == pytest.approx(red.value(keep[c]))
+            if np.union1d(problem.fixed, sub.columns[c]).size <= problem.p:
+                assert sub.lift(c).tolist() == red.lift(keep[c]).tolist()
+
+
+def brute_region(
+    cover: sp.csr_array,
+    weights: np.ndarray,
+    prices: np.ndarray,
+    fixed: np.ndarray,
+    start: np.ndarray,
+    time_limit_s: float,
+) -> RegionalSolve:
+    """The regional problem by enumeration (at most 9 sites here)."""
+    m = cover.shape[1]
+    dense = cover.toarray()
+    best = -np.inf
+    for bits in itertools.product([0, 1], repeat=m):
+        x = np.asarray(bits, dtype=bool)
+        if np.any(fixed & ~x):
+            continue
+        covered = dense[:, x].any(axis=1) if m else np.zeros(cover.shape[0], dtype=bool)
+        best = max(best, float(weights[covered].sum() - prices[x].sum()))
+    return RegionalSolve(best, True)
+
+
+def highs_region(
+    cover: sp.csr_array,
+    weights: np.ndarray,
+    prices: np.ndarray,
+    fixed: np.ndarray,
+    start: np.ndarray,
+    time_limit_s: float,
+) -> RegionalSolve:
+    res = HIGHS.solve(regional_model(cover, weights, prices, fixed), time_limit_s=10)
+    return RegionalSolve(res.bound, res.status == "optimal")
+
+
+@settings(max_examples=150, deadline=None)
+@given(problems(), st.booleans(), st.integers(0, 99), st.sampled_from(["lp", "random"]))
+def test_decomposition_bound_holds_for_any_partition_and_prices(
+    optimum: Optimum, problem: CoverageProblem, use_reduction: bool, seed: int, duals: str
+) -> None:
+    red = reduce(problem) if use_reduction else identity(problem)
+    rng = np.random.default_rng(seed)
+    n_rows = mclp_model(red).n_rows
+    r = lp_duals(red) if duals == "lp" else rng.normal(0, 4, n_rows)
+    labels = rng.integers(0, 3, red.n_rows)
+    incumbent = greedy(red)
+    for solver in (brute_region, highs_region):
+        dec = decomposition_bound(
+            red, r[:-1], float(r[-1]), incumbent, solver, deadline=float("inf"), regions=labels
+        )
+        assert dec.bound >= optimum(problem) - 1e-6
+        assert dec.bound <= dec.lp_bound
+        assert dec.unfinished == 0
+    if duals == "lp":
+        # with the LP's prices, the regions' LP shares add up to the LP dual bound
+        lp_bound = model_bound(red, r)[0]
+        assert dec.lp_bound == pytest.approx(lp_bound, rel=1e-6, abs=1e-6)
+
+
+def test_decomposition_is_exact_on_independent_components(optimum: Optimum) -> None:
+    # two blocks no site shares: the regions are the components, each solved exactly;
+    # the bound is the Lagrangian bound of Σ x = p, here met by the optimum
+    block = np.array([[1, 0, 1], [1, 1, 0], [0, 1, 1], [0, 0, 1]], dtype=bool)
+    cover = sp.block_diag([block, block]).tocsr().astype(bool)
+    prob = CoverageProblem(cover, np.array([5, 4, 3, 2, 5, 4, 3, 2.0]), 2)
+    red = identity(prob)
+    labels = partition(red, target_columns=100)
+    assert np.unique(labels).size == 2 and labels[:4].tolist() == [labels[0]] * 4
+    r = lp_duals(red)
+    dec = decomposition_bound(
+        red, r[:-1], float(r[-1]), greedy(red), brute_region, deadline=float("inf")
+    )
+    assert dec.regions == 2
+    assert optimum(prob) <= dec.bound <= dec.lp_bound + 1e-9
+
+
+def test_partition_cuts_a_long_chain_into_regions_of_about_the_target() -> None:
+    # a path: site j reaches rows j and j + 1
+    n = 60
+    cover = np.zeros((n + 1, n), dtype=bool)
+    cover[np.arange(n), np.arange(n)] = True
+    cover[np.arange(n) + 1, np.arange(n)] = True
+    red = identity(CoverageProblem(sp.csr_array(cover), np.ones(n + 1), 3))
+    labels = partition(red, target_columns=10)
+    assert np.unique(labels).size == 6
+    # regions are runs of consecutive rows (compact on the chain)
+    assert np.count_nonzero(np.diff(labels)) == 5
+
+
+def test_optimize_reports_its_bounds_in_order() -> None:
+    # one dense cluster: the LP relaxation is 0.6 % above the optimum; the regions,
+    # solved exactly, bring the bound down to the siting without any branching
+    rng = np.random.default_rng(0)
+    pts, sites = rng.normal(0, 3, (1500, 2)), rng.normal(0, 3, (150, 2))
+    d = np.hypot(pts[:, None, 0] - sites[None, :, 0], pts[:, None, 1] - sites[None, :, 1])
+    prob = CoverageProblem(sp.csr_array(d < 1.0), rng.integers(1, 9, 1500), 10)
+    res = optimize(prob, time_limit_s=20, region_columns=40)
+    assert res.lp_bound is not None and res.decomposition is not None
+    assert res.lp_bound > 1.001 * res.objective
+    assert res.objective <= res.bound <= res.decomposition.bound + 1e-6
+    assert res.decomposition.bound <= res.decomposition.lp_bound
+    assert res.decomposition.regions > 1 and res.decomposition.unfinished == 0
+    assert res.status == "optimal" and res.gap <= 1e-3
+
+
+def clustered(seed: int) -> CoverageProblem:
+    rng = np.random.default_rng(seed)
+    pts, sites = rng.normal(0, 3, (1500, 2)), rng.normal(0, 3, (150, 2))
+    d = np.hypot(pts[:, None, 0] - sites[None, :, 0], pts[:, None, 1] - sites[None, :, 1])
+    return CoverageProblem(sp.csr_array(d < 1.0), rng.integers(1, 9, 1500), 10)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_fixing_shrinks_the_mip_and_keeps_the_optimum(seed: int) -> None:
+    prob = clustered(seed)
+    res = optimize(prob, solver=HIGHS, time_limit_s=20, decomposition_share=0)
+    assert res.fixed_out > 0  # the LP gap is below one post's worth: sites leave
+    exact = HIGHS.solve(mclp_model(identity(prob)), time_limit_s=20)
+    assert exact.objective is not None
+    assert res.objective == pytest.approx(exact.objective)
+    assert res.status == "optimal" and res.objective <= res.bound <= res.lp_bound + 1e-6
+
+
+def test_a_solver_that_cannot_relax_goes_straight_to_the_mip() -> None:
+    class MipOnly:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def solve(self, model, *, start=None, time_limit_s=None):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            return HIGHS.solve(model, start=start, time_limit_s=time_limit_s)
+
+    solver = MipOnly()
+    res = optimize(clustered(3), solver=solver, time_limit_s=20)
+    assert solver.calls == 1
+    assert res.lp_bound is None and res.decomposition is None and res.fixed_out == 0
+    assert res.status == "optimal"
