@@ -98,11 +98,7 @@ def alert_statistics(
 @router.get("/alerts/{alert_id}", response_model=AlertDetail)
 def get_alert(alert_id: str, principal: Handler, session: DbSession) -> AlertDetail:
     alert = service.get_alert(session, alert_id=alert_id)
-    history = [
-        HistoryItem(seq=h.seq, at=h.at, action=h.action, actor=h.actor,
-                    actor_role=h.actor_role, reason=h.reason, data=h.data)
-        for h in service.alert_history(session, alert=alert)
-    ]
+    history = [HistoryItem.model_validate(h) for h in service.alert_history(session, alert=alert)]
     return AlertDetail(**alert_out(alert).model_dump(), history=history)
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from anwang.alerts.events import BANNER
 from anwang.alerts.service import Outcome, Status
+from anwang.audit.schemas import HistoryItem
 
 
 class _In(BaseModel):
@@ -60,16 +61,6 @@ class AlertOut(BaseModel):
     closed_by: str | None
     escalation_level: int
     escalated_at: datetime | None
-
-
-class HistoryItem(BaseModel):
-    seq: int
-    at: datetime
-    action: str
-    actor: str | None
-    actor_role: str | None
-    reason: str | None
-    data: dict[str, Any] | None
 
 
 class AlertDetail(AlertOut):

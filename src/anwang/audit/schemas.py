@@ -26,6 +26,20 @@ class AuditEntryOut(BaseModel):
     hash: str
 
 
+class HistoryItem(BaseModel):
+    """One audit entry in the history of a record (an alert, a watch-list entry)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    seq: int
+    at: datetime
+    action: str
+    actor: str | None
+    actor_role: str | None
+    reason: str | None
+    data: dict[str, Any] | None
+
+
 class AuditPage(BaseModel):
     items: list[AuditEntryOut]
     #: Pass as ``before_seq`` to get the next (older) page; None when there is none.

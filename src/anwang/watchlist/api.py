@@ -117,11 +117,7 @@ def list_entries(
 def get_entry(entry_id: str, principal: Reader, session: DbSession) -> EntryDetail:
     """The entry with its history from the audit trail, oldest first."""
     entry = service.get_entry(session, entry_id=entry_id)
-    history = [
-        HistoryItem(seq=h.seq, at=h.at, action=h.action, actor=h.actor,
-                    actor_role=h.actor_role, reason=h.reason, data=h.data)
-        for h in service.entry_history(session, entry=entry)
-    ]
+    history = [HistoryItem.model_validate(h) for h in service.entry_history(session, entry=entry)]
     return EntryDetail(**entry_out(entry).model_dump(), history=history)
 
 

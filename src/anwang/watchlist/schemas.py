@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from anwang.audit.schemas import HistoryItem
 from anwang.auth.permissions import Role
 from anwang.watchlist.service import PatternKind, Reason, Status
 
@@ -78,16 +78,6 @@ class EntryOut(BaseModel):
     batch_id: str | None
     created_at: datetime
     updated_at: datetime
-
-
-class HistoryItem(BaseModel):
-    seq: int
-    at: datetime
-    action: str
-    actor: str | None
-    actor_role: str | None
-    reason: str | None
-    data: dict[str, Any] | None
 
 
 class EntryDetail(EntryOut):
