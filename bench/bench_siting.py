@@ -490,25 +490,39 @@ Reading the figures:
 
 - *Reduction.* Demand nodes that the same candidates reach become one row, candidates
   whose reach another contains leave, and nodes no candidate reaches leave the model.
-- *Siting.* Greedy + interchange stops in a local optimum; the iterated local search adds
-  to it, and HiGHS, warm-started, rarely finds better in the time left.
+- *Siting.* Greedy + interchange stops in a local optimum; the iterated local search,
+  which has half of the time limit, adds to it. Its rounds bring in only sites near the
+  posts they perturbed (any post may still go), which makes a round two to three times
+  cheaper at about the same gain per round; on the grid, more rounds raise the siting by
+  more than the same seconds lower the bound. Which local optimum it ends in varies with
+  the seed and with how many rounds the load leaves it (up to about 0.2 % on the
+  density instance). HiGHS, warm-started, rarely finds better in the time left.
 - *Bound, and why the 0.1 % goal is not met on the grid.* Every bound here starts from
   the LP relaxation, and on the grid it sits 0.3–0.6 % above the best siting: fractional
   posts tile the dense urban core, which whole posts cannot. Reduced-cost fixing cannot
   act on that gap: a site's reduced cost is never below −λ (λ the value of one more post,
   the dual of Σ x = p), so nothing is fixed while the gap exceeds one post's worth. The
   decomposition bound solves regions of the model exactly, each with its sites priced by
-  the LP duals, and removes the regions' own integrality gaps; but the gap lives in the
-  dense core, and the regions covering it are nearly as hard as the model. In a minute the
-  bound moves by less than 0.1 % of the objective; with the longer limit every region is
-  solved and the LP's excess over the siting is halved — far more than HiGHS's branch and
-  cut achieves in the same time, and still short of 0.1 %. The CPU time spent waiting for
-  other work (load averages above) comes out of the same minute.
+  the LP duals, and removes the regions' own integrality gaps; it gets all the time the
+  local search and the LP leave (the whole-model MIP, whose bound moves less, only what
+  the regions leave over). On the density instance nearly all of the LP's excess lies in
+  the two regions of the urban core (the "largest" region above), and those are nearly
+  as hard as the model: in a minute they are not finished and the bound moves by less
+  than 0.1 % of the objective. Where every region is solved ("0 unfinished": the density
+  instance with the longer limit) the bound stops at what the LP's prices allow, still
+  about a quarter of a percent above the best siting; the H3 instance's regions are
+  smaller, and all of them are solved when the minute leaves them about 30 s. Closing
+  the rest needs a bound that sees how whole posts tile the core across regions (cuts
+  valid for the integer sitings of a region, or prices re-optimised between regional
+  solves), not more of the same seconds. The CPU time spent waiting for other work (load
+  averages above) comes out of the same minute.
 - *Helsinki.* The extract is small (1.0 × 1.7 km): at 3 minutes a post reaches most of
   it, the reduced model keeps a few dozen candidates and the run ends in seconds, proved
   optimal; the plain MIP and spopt, on the unreduced model with over two million
-  non-zeros, find no siting, and HiGHS overruns its limit on that model. The 1-minute
-  instance is solved exactly by all three.
+  non-zeros, find no siting within the limit. The 1-minute instance is solved exactly by
+  all three; `optimize` takes seconds there because the local search, which runs before
+  the LP relaxation, stops only after its patience (twice the number of columns, in
+  rounds) without a better siting — the LP then proves the siting optimal at once.
 - *spopt* builds its model entry by entry in Python (a loop over all demand × candidate
   pairs of the dense cost matrix), so most of its time goes into building, before the
   same HiGHS solves the same formulation with binary coverage variables and stops at the

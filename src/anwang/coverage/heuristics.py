@@ -170,13 +170,21 @@ def interchange(
     *,
     deadline: float | None = None,
     max_swaps: int | None = None,
+    candidates: IntArray | None = None,
 ) -> tuple[IntArray, int]:
     """Improve a siting by best-improvement one-site swaps (fixed columns stay).
 
-    ``deadline`` is a :func:`time.perf_counter` instant. Returns the columns and the
-    number of swaps made.
+    ``deadline`` is a :func:`time.perf_counter` instant. ``candidates`` limits the columns
+    that may come in (None: all); the result is then a local optimum among those swaps
+    only. Returns the columns and the number of swaps made.
     """
-    a, w, beta = red.cover, red.weights, red.backup_weight
+    w, beta = red.weights, red.backup_weight
+    if candidates is None:
+        cand = np.arange(red.n_cols, dtype=np.int64)
+        a = red.cover
+    else:
+        cand = np.unique(np.asarray(candidates, dtype=np.int64))
+        a = sp.csr_array(red.csc[:, cand])  # rows × candidates
     chosen = np.zeros(red.n_cols, dtype=np.bool_)
     chosen[np.asarray(cols, dtype=np.int64)] = True
     movable = chosen.copy()
@@ -204,12 +212,14 @@ def interchange(
         scaled.eliminate_zeros()
         if scaled.nnz:
             d += (scaled @ a).toarray()
-        d[:, chosen] = -np.inf
-        best = int(np.argmax(d))
-        r_pos, j_add = divmod(best, red.n_cols)
-        if not d[r_pos, j_add] > tol:
+        d[:, chosen[cand]] = -np.inf
+        if d.size == 0:
             break
-        j_out = int(ins[r_pos])
+        best = int(np.argmax(d))
+        r_pos, c_pos = divmod(best, cand.size)
+        if not d[r_pos, c_pos] > tol:
+            break
+        j_out, j_add = int(ins[r_pos]), int(cand[c_pos])
         counts[red.csc.indices[red.csc.indptr[j_out] : red.csc.indptr[j_out + 1]]] -= 1
         counts[red.csc.indices[red.csc.indptr[j_add] : red.csc.indptr[j_add + 1]]] += 1
         chosen[j_out], movable[j_out] = False, False
@@ -241,6 +251,7 @@ def perturb_and_search(
     seed: int = 0,
     max_free: int = 6,
     candidates: int = 4,
+    local_swaps: bool = True,
 ) -> tuple[IntArray, int]:
     """Iterated local search around a local optimum (Lourenço, Martin & Stützle,
     "Iterated local search", in Glover & Kochenberger (eds.), Handbook of Metaheuristics,
@@ -248,12 +259,16 @@ def perturb_and_search(
 
     Each round frees up to ``max_free`` chosen sites in one neighbourhood (a random site
     and the chosen sites within two hops of it), refills them by a randomised greedy (a
-    uniform pick among the ``candidates`` largest gains) and runs :func:`interchange`.
-    The result replaces the current siting when it is at least as good (so the search
-    drifts across plateaus); the best siting seen is returned with the number of rounds
-    that improved on it. It stops at the ``deadline`` (a :func:`time.perf_counter`
-    instant), after ``max_rounds`` rounds, or after ``patience`` rounds in a row without
-    a new best. Deterministic for a given ``seed`` unless the deadline cuts it short.
+    uniform pick among the ``candidates`` largest gains) and runs :func:`interchange`;
+    with ``local_swaps`` the sites that may come in are those of the neighbourhood and
+    the refill (any chosen site may still go), which makes a round two to three times
+    cheaper on the benchmark's 1,800-column models at about the same gain per round:
+    after a local perturbation the improving swaps are local too. The result replaces the
+    current siting when it is at least as good (so the search drifts across plateaus); the
+    best siting seen is returned with the number of rounds that improved on it. It stops
+    at the ``deadline`` (a :func:`time.perf_counter` instant), after ``max_rounds``
+    rounds, or after ``patience`` rounds in a row without a new best. Deterministic for a
+    given ``seed`` unless the deadline cuts it short.
     """
     rng = np.random.default_rng(seed)
     fixed = np.zeros(red.n_cols, dtype=np.bool_)
@@ -275,7 +290,8 @@ def perturb_and_search(
         if movable.size == 0 or current.size >= red.n_cols:
             break
         centre = int(rng.choice(movable))
-        near = np.intersect1d(_neighbourhood(red, centre), movable)
+        hood = _neighbourhood(red, centre)
+        near = np.intersect1d(hood, movable)
         near = near[near != centre]
         k = int(rng.integers(1, max_free + 1))
         if near.size > k - 1:
@@ -294,7 +310,11 @@ def perturb_and_search(
                 g = np.where(state.chosen, -np.inf, state.gains)
                 top = np.array([int(np.argmax(g))])
             state.add(int(rng.choice(top)))
-        trial, _ = interchange(red, np.flatnonzero(state.chosen), deadline=deadline)
+        added = np.flatnonzero(state.chosen & ~current_state.chosen)
+        trial, _ = interchange(
+            red, np.flatnonzero(state.chosen), deadline=deadline,
+            candidates=np.union1d(hood, added) if local_swaps else None,
+        )  # fmt: skip
         value = red.value(trial)
         if value >= current_value - tol:
             for j in np.setdiff1d(current, trial):

@@ -51,9 +51,12 @@ also relax (:class:`RelaxingSolver`, which :class:`HighsSolver` is):
    (:func:`~anwang.coverage.bound.fix_by_reduced_cost`);
 2. for the plain MCLP, the Lagrangian decomposition bound by region
    (:func:`~anwang.coverage.bound.decomposition_bound`), its regions solved by the same
-   solver, for at most ``decomposition_share`` of the time left;
+   solver, for at most ``decomposition_share`` of the time left (by default all of it:
+   the whole-model MIP moves the bound less than the regions do on the instances of
+   ``bench/bench_siting.py``);
 3. the MIP on the model with the fixed sites, warm-started from the best siting when it
-   keeps them, for the rest of the time.
+   keeps them, for the rest of the time (all of it without a decomposition, or whatever
+   the regions leave when they all finish early).
 
 Each step stops the run as soon as the best bound is within the solver's gap tolerance
 of the best siting. The better of the heuristic siting and the MIP incumbent is returned
@@ -575,8 +578,8 @@ def optimize(
     solver: Solver | None = None,
     time_limit_s: float = 60.0,
     reduce: bool = True,
-    search_share: float = 0.25,
-    decomposition_share: float = 0.6,
+    search_share: float = 0.5,
+    decomposition_share: float = 1.0,
     region_columns: int = 60,
     seed: int = 0,
 ) -> SitingResult:
@@ -586,11 +589,13 @@ def optimize(
     Steps (module docstring): reduce the model (:func:`anwang.coverage.reduce.reduce`;
     ``reduce=False`` keeps it as given, for comparison), greedy + interchange, iterated
     local search for at most ``search_share`` of the time limit (and only while it keeps
-    finding better sitings: it gives up after ``max(20, min(400, 2 × columns))`` rounds
+    finding better sitings: it gives up after ``max(20, min(2000, 2 × columns))`` rounds
     without one); then the LP relaxation, reduced-cost fixing and — for the plain MCLP —
     the decomposition bound over regions of about ``region_columns`` sites, for at most
     ``decomposition_share`` of the time then left; then the MIP, warm-started, for the
-    rest. ``solver`` defaults to ``HighsSolver()`` (0.1 % relative gap), whose tolerance
+    rest. The defaults give half the limit to the local search: on the benchmark's dense
+    instances more rounds of it raise the siting by more than the same seconds lower the
+    bound. ``solver`` defaults to ``HighsSolver()`` (0.1 % relative gap), whose tolerance
     also ends the run early. ``seed`` makes the local search reproducible.
     """
     if not (isinstance(time_limit_s, int | float) and math.isfinite(time_limit_s)):
@@ -613,7 +618,7 @@ def optimize(
         red,
         deadline=t0 + time_limit_s / 2,
         search_until=t0 + search_share * time_limit_s if search else None,
-        patience=max(20, min(400, 2 * red.n_cols)) if search else None,
+        patience=max(20, min(2000, 2 * red.n_cols)) if search else None,
         seed=seed,
     )
     solver = solver if solver is not None else HighsSolver()

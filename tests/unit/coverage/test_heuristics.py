@@ -82,3 +82,37 @@ def test_search_improves_or_keeps_and_is_reproducible() -> None:
     assert heur.objective == prob.objective(heur.sites) >= heur.greedy_objective
     assert heur.sites.size == prob.p
     assert heur.bound >= heur.objective
+
+
+def test_interchange_limited_to_candidates_brings_in_only_those() -> None:
+    for backup in (0.0, 0.5):
+        prob = instance(5, m=30, p=5, backup_weight=backup, fixed=[1])
+        red = identity(prob)
+        start = greedy(red)
+        everything, _ = interchange(red, start, candidates=np.arange(red.n_cols))
+        assert np.array_equal(everything, interchange(red, start)[0])
+        outside = np.setdiff1d(np.arange(red.n_cols), start)
+        allowed = np.union1d(start, outside[::3])
+        cols, _ = interchange(red, start, candidates=allowed)
+        assert 1 in cols and cols.size == start.size
+        assert set(cols.tolist()) <= set(allowed.tolist())
+        value = red.value(cols)
+        assert value >= red.value(start)
+        # a local optimum among the allowed swaps
+        for out, add in itertools.product(set(cols.tolist()) - {1}, allowed.tolist()):
+            if add in cols:
+                continue
+            trial = np.asarray(sorted(set(cols.tolist()) - {out} | {add}))
+            assert red.value(trial) <= value + 1e-9
+
+
+def test_search_with_local_swaps_keeps_a_feasible_siting() -> None:
+    prob = instance(6, n=800, m=120, p=10, fixed=[3])
+    red = identity(prob)
+    start, _ = interchange(red, greedy(red))
+    for local in (True, False):
+        cols, _ = perturb_and_search(
+            red, start, deadline=float("inf"), max_rounds=30, seed=1, local_swaps=local
+        )
+        assert cols.size == prob.p and 3 in cols
+        assert red.value(cols) >= red.value(start)
