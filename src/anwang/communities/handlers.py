@@ -6,7 +6,9 @@ consumers itself, i.e. on the in-process bus) starts one task that
 * consumes ``anwang/devices/+/+`` from the MQTT broker when ``ANWANG_MQTT_URL`` is set
   (:class:`anwang.infra.mqtt.MqttConsumer`, consumer group ``communities``): each batch
   goes through :func:`anwang.communities.intake.ingest` in one unit of work in a worker
-  thread, and is acknowledged to the broker after the commit;
+  thread, and is acknowledged to the broker after the commit; on PostgreSQL two
+  batches are judged at once, taking their devices' locks in the order they came
+  (:class:`Turn`);
 * every ``device_scan_seconds`` (2 s) runs one round, each step in its own unit of
   work: the offline scan (every device past its deadline, in one query), alarm
   escalation, and — hourly — the retention purge of samples and events.
@@ -74,8 +76,11 @@ def _collector_paused() -> Iterator[None]:
 
 
 def handle_batch(db: Database, settings: Settings, batch: Sequence[Message],
-                 *, now: datetime | None = None) -> intake.IngestReport:
-    """Ingest one MQTT batch in one unit of work (synchronous; runs in a thread)."""
+                 *, now: datetime | None = None, turn: Turn | None = None
+                 ) -> intake.IngestReport:
+    """Ingest one MQTT batch in one unit of work (synchronous; runs in a thread). With
+    ``turn``, the batch locks its devices only after the batch before it has locked its
+    own (see :class:`Turn`)."""
     with _collector_paused():
         messages: list[intake.Inbound] = []
         bad_topics: list[str] = []
@@ -87,9 +92,14 @@ def handle_batch(db: Database, settings: Settings, batch: Sequence[Message],
             else:
                 messages.append(inbound)
         with db.unit_of_work() as session:
-            report = intake.ingest(session, messages=messages, now=now or utcnow(),
-                                   max_future_s=settings.device_clock_skew_s)
+            report = intake.ingest(
+                session, messages=messages, now=now or utcnow(),
+                max_future_s=settings.device_clock_skew_s,
+                before_lock=turn.wait if turn is not None else None,
+                after_lock=turn.pass_on if turn is not None else None)
             if bad_topics:
+                if turn is not None:
+                    turn.wait()
                 intake.count_refusal(session, device_id="", reason=Reason.BAD_TOPIC,
                                      detail=bad_topics[-1][:300], now=now or utcnow())
         return report
@@ -108,17 +118,71 @@ def record_dead(db: Database, message: Message, exc: BaseException) -> None:
         )
 
 
+#: Batches of one worker judged at once (:class:`Turn`).
+CONCURRENT_BATCHES = 2
+
+
+class Turn:
+    """One batch's place in the order batches came in, when several are judged at once.
+
+    On PostgreSQL the MQTT consumer runs up to :data:`CONCURRENT_BATCHES` batches at a
+    time, each in its own thread and transaction, so that one batch is parsed, and its
+    events and samples written, while the database writes and commits the one before.
+    A batch reads the rules' state of its devices under their row locks, so a later
+    batch's messages of a device wait for an earlier batch's commit — provided the
+    earlier batch took its locks first. ``wait`` returns once the batch before has
+    locked its devices (``pass_on``) or finished; a batch calls it before it writes
+    anything, so that a batch waiting here holds no row another could wait for. So a
+    device's messages are judged in the order they arrived, as with one batch at a
+    time. (A batch that fails and is retried takes a new turn, behind batches that
+    came after it — as messages of one device dealt to several workers may be judged
+    out of order too; the rules keep the newest time they judged.)"""
+
+    __slots__ = ("_before", "_mine")
+
+    def __init__(self, before: threading.Event | None) -> None:
+        self._before = before
+        self._mine = threading.Event()
+
+    def wait(self) -> None:
+        if self._before is not None:
+            self._before.wait()
+
+    def pass_on(self) -> None:
+        self._mine.set()
+
+
+class _Turns:
+    """Hands out turns in the order they are asked for (on the event loop)."""
+
+    def __init__(self) -> None:
+        self._last: threading.Event | None = None
+
+    def next(self) -> Turn:
+        turn = Turn(self._last)
+        self._last = turn._mine
+        return turn
+
+
 def subscription(db: Database, settings: Settings, *, name: str = GROUP) -> Subscription:
+    turns = _Turns()
+
     async def handle(batch: Sequence[Message]) -> None:
-        await asyncio.to_thread(handle_batch, db, settings, batch)
+        turn = turns.next()  # on the event loop, in the order the batches were taken
+        try:
+            await asyncio.to_thread(handle_batch, db, settings, batch, turn=turn)
+        finally:
+            turn.pass_on()  # also when nothing was locked, or the batch failed
 
     async def dead(message: Message, exc: BaseException) -> None:
         await asyncio.to_thread(record_dead, db, message, exc)
 
     # Batches of up to 5,000: the commit (an fsync) and the statements per batch are
     # then shared by many messages under load; quiet, a batch is what has arrived.
+    # SQLite has one writer at a time: its batches go one after the other.
     return Subscription(name=name, topics=(intake.TOPIC_FILTER,), handler=handle,
-                        on_dead=dead, max_batch=5000)
+                        on_dead=dead, max_batch=5000,
+                        concurrency=CONCURRENT_BATCHES if db.dialect == "postgresql" else 1)
 
 
 def make_consumer(db: Database, settings: Settings) -> MqttConsumer:

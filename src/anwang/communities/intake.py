@@ -11,7 +11,14 @@ request, :func:`anwang.communities.service.ingest_http`). In one transaction it:
    wrong types, impossible values, an event the kind does not have, a timestamp in the
    future...) is dropped and counted by reason in ``device_rejections`` — it never
    fails the batch;
-3. locks the ``device_status`` rows of the devices concerned (``FOR UPDATE`` on
+3. stores events with ``ON CONFLICT DO NOTHING RETURNING``: only events that were new
+   reach the rules, which is what makes a redelivered or re-posted message raise and
+   count nothing twice; and the telemetry samples, with one statement
+   (:mod:`anwang.communities.bulk`: the batch goes to PostgreSQL as one JSON document).
+   Neither depends on the rules' state, so both are written before the next step —
+   while the batch before, of the same worker, may still hold the locks
+   (:class:`anwang.communities.handlers.Turn`);
+4. locks the ``device_status`` rows of the devices concerned (``FOR UPDATE`` on
    PostgreSQL, in id order so that two workers never deadlock; SQLite's writer lock
    already serialises) and reads the rules' state from them, so that two workers given
    messages of one device — shared subscriptions deal messages round-robin, not by
@@ -19,15 +26,10 @@ request, :func:`anwang.communities.service.ingest_http`). In one transaction it:
    The state is deliberately not cached in the process: reading it under the lock is
    one indexed query per batch and about a microsecond and a half of decoding per
    device, and it keeps any number of workers, and a restarted one, right;
-4. stores events with ``ON CONFLICT DO NOTHING RETURNING``: only events that were new
-   reach the rules, which is what makes a redelivered or re-posted message raise and
-   count nothing twice;
 5. evaluates the rules (:func:`anwang.communities.rules.evaluate`), writes every
    device's new status with one statement (the latest metrics merged over the stored
-   ones by the database, the message count added to) and its telemetry samples with
-   another (:mod:`anwang.communities.bulk`: the batch goes to PostgreSQL as one JSON
-   document), and hands the alarm transitions to
-   :func:`anwang.communities.alarms.apply`.
+   ones by the database, the message count added to), and hands the alarm transitions
+   to :func:`anwang.communities.alarms.apply`.
 
 The caller commits; the MQTT adapter acknowledges the messages only after that. Nothing
 is written per message but the sample and, when an alarm changes, its row, audit entry
@@ -40,7 +42,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -350,9 +352,16 @@ def ingest(
     now: datetime,
     directory: Directory | None = None,
     max_future_s: float = DEFAULT_MAX_FUTURE_S,
+    before_lock: Callable[[], object] | None = None,
+    after_lock: Callable[[], object] | None = None,
 ) -> IngestReport:
     """Judge and store ``messages`` (see the module docstring). Never raises for what
-    a device sent; database errors propagate (the caller retries the batch)."""
+    a device sent; database errors propagate (the caller retries the batch).
+
+    ``before_lock`` is called before the batch writes anything (not at all when it has
+    nothing to write), and ``after_lock`` once the devices' status rows are locked: a
+    caller that runs batches at once uses them to take the locks in the order the
+    batches came (:class:`anwang.communities.handlers.Turn`)."""
     directory = directory or directory_for(session)
     now_ts = now.timestamp()
     limit = now_ts + max_future_s
@@ -400,8 +409,15 @@ def ingest(
         else:
             items.append((m, readings))
 
+    if before_lock is not None and (accepted or counts):
+        before_lock()  # nothing written before: a batch waiting here holds no row
     if accepted:
-        _judge(session, accepted, infos, directory, now, max_future_s, report)
+        # Events and samples do not depend on the rules' state: written before the
+        # devices are locked (while an earlier batch may still hold them).
+        events = _store_events(session, accepted, now, report)
+        _store_samples(session, accepted)
+        _judge(session, accepted, infos, directory, now, max_future_s, report, events,
+               after_lock)
     if counts:
         _count_refusals(session, counts, now)
     return report
@@ -433,14 +449,17 @@ def _judge(
     now: datetime,
     max_future_s: float,
     report: IngestReport,
+    events: tuple[set[tuple[str, datetime, str]], bool],
+    after_lock: Callable[[], object] | None = None,
 ) -> None:
     ids = sorted(accepted)
     status = _lock_status(session, ids)
-    new_events, had_events = _store_events(session, accepted, now, report)
+    if after_lock is not None:
+        after_lock()
+    new_events, had_events = events
 
     now_ts = now.timestamp()
     status_rows: list[dict[str, Any]] = []
-    samples: dict[tuple[str, float], Mapping[str, float]] = {}
     transitions: list[tuple[DeviceInfo, Transition]] = []
     came_back: list[tuple[DeviceInfo, float]] = []
     fresh = DeviceState()
@@ -483,13 +502,11 @@ def _judge(
         old_hw = state.hw
         newest: dict[str, float] | None = None
         for r in readings if len(readings) == 1 else sorted(readings, key=_ts):
-            if r.metrics:
-                samples[(device_id, r.ts)] = r.metrics
-                if old_hw is None or r.ts > old_hw:
-                    if newest is None:
-                        newest = dict(r.metrics)
-                    else:
-                        newest.update(r.metrics)
+            if r.metrics and (old_hw is None or r.ts > old_hw):
+                if newest is None:
+                    newest = dict(r.metrics)
+                else:
+                    newest.update(r.metrics)
         hw = ev.state.hw
         missed = book.offline.missed if book.offline is not None else 3
         status_rows.append({
@@ -510,10 +527,6 @@ def _judge(
     upsert(session, DeviceStatus.__table__, status_rows, key=("device_id",),
            update=_STATUS_UPDATE, add=("messages",), keep=("battery_pct",),
            merge=("metrics",), epoch=("last_seen_at", "offline_after", "last_ts"))
-    if samples:
-        upsert(session, DeviceSample.__table__,
-               [{"device_id": d, "ts": ts, "metrics": m} for (d, ts), m in samples.items()],
-               key=("device_id", "ts"), epoch=("ts",))
     if transitions or came_back:
         outcome = alarms.apply(session, transitions=transitions, came_back=came_back,
                                now=now, directory=directory)
@@ -524,6 +537,22 @@ def _judge(
 
 def _ts(r: Reading) -> float:
     return r.ts
+
+
+def _store_samples(session: Session,
+                   accepted: Mapping[str, list[tuple[Inbound, list[Reading]]]]) -> None:
+    """One telemetry sample per device and time (of readings with metrics; the last to
+    arrive of one device and time wins), an existing one kept."""
+    samples: dict[tuple[str, float], Mapping[str, float]] = {}
+    for device_id, items in accepted.items():
+        for _, rs in items:
+            for r in rs:
+                if r.metrics:
+                    samples[(device_id, r.ts)] = r.metrics
+    if samples:
+        upsert(session, DeviceSample.__table__,
+               [{"device_id": d, "ts": ts, "metrics": m} for (d, ts), m in samples.items()],
+               key=("device_id", "ts"), epoch=("ts",))
 
 
 def _lock_status(session: Session, ids: Sequence[str]) -> dict[str, tuple[bool | None,

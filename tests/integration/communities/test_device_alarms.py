@@ -208,6 +208,47 @@ def test_offline_devices_are_found_in_one_scan_and_recover(kit: Kit) -> None:
     assert kit.alarms(device_id="e-0")[0].jurisdiction_code == "32020101"
 
 
+def test_offline_alarm_rows_carry_the_device_and_its_last_sign_of_life(kit: Kit) -> None:
+    """Every field of a scan-raised alarm, on either database (PostgreSQL builds the rows
+    in the database, SQLite in Python)."""
+    kit.device("fl-1", "manhole_cover", floor=3)
+    kit.device("fl-2", "manhole_cover", community="E1")
+    kit.device("fl-3", "gate_sensor")
+    kit.ingest(kit.telemetry("fl-1", later(10.25), tilt_deg=1), now=later(10.25))
+    kit.ingest(kit.telemetry("fl-3", later(20), received=later(20)), now=later(20))
+    with kit.db.unit_of_work(readonly=True) as s:
+        seen = {st.device_id: st.last_seen_at for st in s.scalars(select(DeviceStatus))}
+    at = later(5000)
+    with kit.db.unit_of_work() as s:
+        assert alarms.scan_offline(s, now=at, directory=intake.directory_for(s)) == 3
+    got = {a.device_id: a for a in kit.alarms(rule_id="offline")}
+    assert sorted(got) == ["fl-1", "fl-2", "fl-3"]
+    assert seen["fl-1"] == later(10.25) and seen["fl-3"] == later(20)
+    for device_id, floor, community, kind in (("fl-1", 3, "W1", "manhole_cover"),
+                                              ("fl-2", None, "E1", "manhole_cover"),
+                                              ("fl-3", None, "W1", "gate_sensor")):
+        a = got[device_id]
+        last = seen[device_id]
+        assert (a.community_code, a.device_kind, a.kind, a.severity, a.route, a.status) == (
+            community, kind, "maintenance", "low", "maintenance", "active")
+        assert (a.active_key, a.level, a.count, a.value, a.escalate_at) == (
+            f"{device_id}|offline", 0, 1, None, None)
+        assert a.raised_at == at
+        assert a.first_seen_at == a.last_seen_at == (last or at)
+        assert a.detail == {"last_seen_at": last.isoformat() if last else None,
+                            "heartbeat_s": 60, "missed": 3, "floor": floor}
+        assert (a.lat, a.lon) == ((31.755, 119.855) if community == "W1"
+                                  else (31.755, 120.005))
+        assert a.jurisdiction_code == ("32010101" if community == "W1" else "32020101")
+        assert len(a.id) == 26 and a.acknowledged_at is None and a.outcome is None
+    # 10.25 s has a fraction of a second, 20 s has none: both written as Python would.
+    assert got["fl-1"].detail["last_seen_at"] == "2026-11-28T08:00:10.250000+00:00"
+    assert got["fl-3"].detail["last_seen_at"] == "2026-11-28T08:00:20+00:00"
+    outages = kit.outbox("anwang.communities.outage.detected")
+    assert sorted((e["payload"]["count"], e["payload"]["devices"]) for e in outages) == [
+        (1, ["fl-2"]), (2, ["fl-1", "fl-3"])]
+
+
 def test_battery_low_is_a_maintenance_task(kit: Kit) -> None:
     kit.device("mc-1", "manhole_cover")
     kit.ingest(kit.msg("mc-1", "heartbeat", {"ts": later(10).isoformat(),

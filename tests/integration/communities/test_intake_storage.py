@@ -5,10 +5,13 @@ judge them one after the other."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from anwang.communities import handlers
@@ -134,3 +137,64 @@ def test_a_device_registered_a_moment_ago_is_judged(kit: Kit) -> None:
     assert st.metrics == {"battery_pct": 55} and st.battery_pct == 55 and st.messages == 1
     assert st.last_seen_at == T0 and st.last_ts == T0
     assert datetime.fromtimestamp(st.rule_state["hw"], UTC) == T0
+
+
+def test_batches_judged_at_once_lock_in_the_order_they_came(
+        kit: Kit, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The MQTT handler runs two batches at once on PostgreSQL: a later batch — even a
+    small one, parsed first — takes its devices' locks only after the one before, and
+    a message delivered twice, in two batches in flight together, is stored and judged
+    once (its second copy waits for the first's commit instead of deadlocking)."""
+    if kit.db.dialect != "postgresql":
+        pytest.skip("SQLite judges one batch at a time")
+    from anwang.communities import intake
+
+    for i in range(4):
+        kit.device(f"gs-{i}", "gate_sensor")
+    locked: list[int] = []
+    original = intake._lock_status
+
+    def lock_status(session: Any, ids: Any) -> Any:
+        got = original(session, ids)
+        locked.append(len(ids))
+        return got
+
+    monkeypatch.setattr(intake, "_lock_status", lock_status)
+
+    def message(device: int, i: int) -> Message:
+        """An event at even times, a battery reading at odd ones."""
+        at = later(i)
+        if i % 2:
+            body = {"ts": at.isoformat(), "metrics": {"battery_pct": 50 + i % 40}}
+            topic = f"anwang/devices/gs-{device}/telemetry"
+        else:
+            body = {"ts": at.isoformat(), "event": "forced_open"}
+            topic = f"anwang/devices/gs-{device}/events"
+        return Message(topic, json.dumps(body).encode(), 1, False, False, i,
+                       at.timestamp(), 1)
+
+    big = [message(d, i) for i in range(200) for d in range(4)]  # 4 devices
+    small = [message(d, 1001) for d in range(2)]  # 2 devices, parsed in no time
+    again = big[:80]  # delivered a second time, while the first copy is in flight
+    sub = handlers.subscription(kit.db, settings)
+    assert sub.concurrency == handlers.CONCURRENT_BATCHES == 2
+
+    async def run() -> None:
+        first = asyncio.create_task(sub.handler(big))
+        await asyncio.sleep(0)  # started in this order, as the consumer starts them
+        second = asyncio.create_task(sub.handler(small))
+        await asyncio.sleep(0)
+        third = asyncio.create_task(sub.handler(again))
+        await asyncio.wait_for(asyncio.gather(first, second, third), 60)
+
+    asyncio.run(run())
+    assert locked == [4, 2, 4]
+    with kit.db.unit_of_work(readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(DeviceEvent)) == 4 * 100
+        assert s.scalar(select(func.count()).select_from(DeviceSample)) == 4 * 100 + 2
+    for d in range(4):
+        st = status(kit, f"gs-{d}")
+        assert st.messages == 200 + 20 + (d < 2)  # the 80 sent twice: 20 per device
+        assert st.metrics == {"battery_pct": 50 + (1001 if d < 2 else 199) % 40}
+    gate = kit.alarms(kind="gate_forced")
+    assert len(gate) == 4 and [a.count for a in gate] == [100] * 4  # each event once
