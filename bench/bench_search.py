@@ -42,6 +42,12 @@ triggers, and the PostgreSQL day partitions are the real ones:
   (one per day of reads), then ``VACUUM (ANALYZE)`` — what autovacuum does to the
   partitions of a running system.
 
+Storing reads through ingestion also notes where they were taken (``read_locations``,
+:func:`anwang.checkpoints.storage.record_read_locations`); after a direct load that table
+is filled from the reads by :func:`anwang.checkpoints.storage.rebuild_read_locations`, as
+the migration that made it fills it from the reads already stored (and as it does when a
+kept data set made before that migration is upgraded).
+
 ``--keep`` keeps the SQLite file and the PostgreSQL database afterwards; either is used
 again, instead of loaded, when one made with the same ``--reads``, ``--days``, ``--seed``
 and generator is there (a sidecar ``.json`` beside the file; the database's comment),
@@ -435,6 +441,15 @@ def registry(db: Database) -> dict[str, Site]:
         return {code: Site(lat, lon, jur) for code, lat, lon, jur in rows}
 
 
+def fill_read_locations(url: str) -> None:
+    """Fill ``read_locations`` from the loaded reads (which bypassed the storing of
+    reads that keeps it), as the migration that made the table fills it."""
+    db = Database(url)
+    with db.engine.begin() as conn:
+        storage.rebuild_read_locations(conn)
+    db.dispose()
+
+
 def load_sqlite(path: Path, params: Params, plan: Sequence[PlannedCheckpoint],
                 fleet: Fleet) -> Loaded:
     if kept_sqlite(path, params):
@@ -482,6 +497,7 @@ def load_sqlite(path: Path, params: Params, plan: Sequence[PlannedCheckpoint],
     con.execute("COMMIT")
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.close()
+    fill_read_locations(url)
     seconds = time.perf_counter() - t0
     path.with_suffix(".json").write_text(json.dumps(
         {"key": params.key(), "end": end.isoformat(), "load_seconds": seconds}))
@@ -550,8 +566,10 @@ def load_postgresql(server: str, params: Params, plan: Sequence[PlannedCheckpoin
         conn.execute("UPDATE checkpoints SET last_read_at = (SELECT max(captured_at) "
                      "FROM plate_reads r WHERE r.checkpoint_code = checkpoints.code)")
         conn.commit()
+    fill_read_locations(url)
     with psycopg.connect(_libpq(url), autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE) plate_reads")
+        conn.execute("ANALYZE read_locations")
         conn.execute("ANALYZE checkpoints")
     seconds = time.perf_counter() - t0
     with psycopg.connect(_libpq(f"{server}/postgres"), autocommit=True) as conn:
@@ -614,11 +632,23 @@ def bare_plate(dialect: str, pattern: str) -> tuple[str, dict[str, Any]]:
     if "?" not in pattern and "*" not in pattern:
         return "plate = :plate", {"plate": pattern}
     like = pattern.replace("?", "_").replace("*", "%")
+    # Without a run of three known characters, one '?' written as each character plates
+    # hold makes one (the patterns the search expands it into).
+    expanded = search.expand_unknown(pattern) or [pattern]
     if dialect != "sqlite":
         return "plate LIKE :like", {"like": like}
+    if len(expanded) > 1 and search._anchored_expansion(pattern, expanded[0]):
+        ranges, params = [], {"like": like}
+        for i, p in enumerate(expanded):
+            pre = re.split(r"[?*]", p)[0]
+            ranges.append(f"(plate >= :lo{i} AND plate < :hi{i})")
+            params.update({f"lo{i}": pre, f"hi{i}": pre[:-1] + chr(ord(pre[-1]) + 1)})
+        return (f"({' OR '.join(ranges)}) AND plate LIKE :like", params)
     runs = [r for r in re.split(r"[?*]", pattern) if len(r) >= 3]
-    if runs:
-        match = " AND ".join(f'"{r}"' for r in runs)
+    match = (" AND ".join(f'"{r}"' for r in runs) if runs else
+             " OR ".join(search._expansion_phrase(pattern, p) for p in expanded)
+             if len(expanded) > 1 else "")
+    if match:
         return ("rowid IN (SELECT rowid FROM plate_reads_fts WHERE plate_reads_fts MATCH "
                 ":match) AND plate LIKE :like", {"match": match, "like": like})
     prefix = pattern[: min(pattern.find(c) for c in "?*" if c in pattern)]
@@ -766,9 +796,10 @@ class Timeline:
     @staticmethod
     def role(sql: str) -> str:
         s = " ".join(sql.split())
-        if s.startswith("SELECT DISTINCT plate_reads.lat"):
+        if s.startswith("SELECT read_locations."):
             return "locations in the area"
-        if s.startswith("SELECT DISTINCT plate_reads.checkpoint_code"):
+        if s.startswith(("SELECT DISTINCT plate_reads.checkpoint_code",
+                         "SELECT plate_reads.checkpoint_code")):
             return "checkpoints with hits"
         if s.startswith("SELECT plate_reads."):
             return "reads"
@@ -1006,12 +1037,15 @@ def report_db(dialect: str, loaded: Loaded, params: Params, results: list[KindRe
         "",
         "Where the service's time goes (mean ms per search; a statement's share lasts until "
         "the next statement starts, so it holds fetching its rows and the Python work on "
-        "them; *other* is the start of the unit of work):",
+        "them; *reads* holds every statement on the reads themselves, fetching the "
+        "earliest by key included; *checkpoints with hits* a pass or probes of its own, "
+        "where one was needed; *other* is the start of the unit of work):",
         "",
         *split,
         "",
-        f"<details><summary>Plans on {name} (of statements the service ran; the "
-        "checkpoints with hits are found on the same path as the reads)</summary>",
+        f"<details><summary>Plans on {name} (of statements the service ran: for the "
+        "reads, the first of them — the one pass over a partial plate's matches, the "
+        "first area position's reads)</summary>",
         "",
         *plans,
         "</details>",
@@ -1044,30 +1078,38 @@ def intro(params: Params) -> str:
         "Reading these figures:",
         "",
         "- An exact plate is one range of the `(plate, captured_at)` index (on PostgreSQL, "
-        "on each of the window's eight day partitions) and about a millisecond of SQL. "
-        "Most of the service's time is the checkpoints' coverage: for a plate search every "
-        "checkpoint is loaded, with its outages in the window, to list those with a hit or "
-        "without data.",
+        "on each of the window's eight day partitions) and about a millisecond of SQL. The "
+        "checkpoints with hits are those of the reads found (a second pass only when there "
+        "are more than the limit), and the coverage loads only the checkpoints that can be "
+        "listed: those with a hit, and those registered during the window, never heard "
+        "from or with an outage in it.",
         "- A partial plate with a run of three or more known characters is found through "
         "the trigram index (FTS5 on SQLite, `pg_trgm` on PostgreSQL), over the whole "
-        "month, then narrowed to the window. One without (`苏D?23*`, `*3?8K*`) cannot use "
-        "it: SQLite walks the window on the `captured_at` index and tests every read; "
-        "PostgreSQL reads the window's partitions (in time order, or in parallel) or, for "
-        "`苏D?23*`, takes every 苏D plate of the window from the trigram index (the "
-        "anchored start is the pattern's only trigram) and rechecks each. The service "
-        "does it twice — for the reads (stopped after 1,001 in "
-        "time order) and for the distinct checkpoints with hits (every match).",
-        "- An area search finds the distinct read locations in the window and the area's "
-        "bounding box, then the reads at those inside the area, then the checkpoints with "
-        "hits: three passes over the window's reads on the `captured_at` index, so the cost "
-        f"grows with the reads in the window. An hour of this data set holds about "
-        f"{per_hour:,.0f}; the last row puts every read in the window, where the bare "
-        "statement still stops after the first 1,001 reads in time order.",
+        "month, then narrowed to the window. One without (`苏D?23*`, `*3?8K*`) has its "
+        "`?` written as each of the 76 characters plates hold, which gives every "
+        "expansion a run of three (`苏DA23`, `3A8K`, …): on SQLite OR'ed FTS5 phrases or, "
+        "for a `?` in the fixed start (`苏D?23*`), OR'ed prefix ranges of the `(plate, "
+        "captured_at)` index, whose entries answer the window before a row is read; "
+        "`plate LIKE ANY(…)` on PostgreSQL (a bitmap scan of the trigram index per "
+        "expansion; for `苏D?23*` the plain `LIKE`, whose anchored trigrams measured "
+        "faster there); each candidate checked again. The matches are read once, "
+        "key and checkpoint only — the checkpoints with hits and the earliest 1,001 keys "
+        "— and then those reads by their key: one pass where there were two.",
+        "- An area search takes the read positions inside the area from `read_locations` "
+        "(a row per checkpoint and position, with the hours of its reads there; kept when "
+        "reads are stored), not from the window's reads. At up to 32 positions, each "
+        "position's first 1,001 reads come from the `(checkpoint_code, captured_at)` "
+        "index in time order (a position that has one is a hit), and the earliest 1,001 "
+        "of them are fetched by key; at more, the window is walked in time order and "
+        "stopped after 1,001 reads at those positions, with one probe per position for "
+        "the checkpoints with hits. Either way the cost no longer grows with the reads "
+        f"in the window: an hour of this data set holds about {per_hour:,.0f}, the last "
+        "row's window all of them.",
         "",
         f"Reproduce: `python bench/bench_search.py --reads {params.reads} --days "
         f"{params.days} --keep --update-docs` (`--db sqlite` or `--db postgresql` for one "
         "database; `--keep` keeps the data set — about 10.5 GiB each at 20 million reads, "
-        "loaded here in 7 to 18 minutes, depending on the machine's other work — and uses "
+        "loaded here in 7 to 34 minutes, depending on the machine's other work — and uses "
         "it again next time). Machine: "
         + machine() + ", shared with other work while these ran; PostgreSQL 15 with its "
         "default settings (`shared_buffers` 128 MB).",

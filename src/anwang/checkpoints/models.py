@@ -148,6 +148,34 @@ class PlateRead(JurisdictionScoped, Base):
     )
 
 
+class ReadLocation(Base):
+    """Where a checkpoint's reads were taken, and when: one row per checkpoint and read
+    position (a fixed checkpoint has one; a mobile one gains a row at each position it
+    reads from), with ``first_seen``/``last_seen`` bounding the capture times of its
+    reads there (widened to whole hours, so that storing a batch rarely changes a row).
+
+    Kept by :func:`anwang.checkpoints.storage.record_read_locations` in the unit of work
+    that stores the reads (and filled from ``plate_reads`` by the migration ``0008``). An
+    area search takes the positions inside its area from here instead of from the
+    window's reads (:mod:`anwang.checkpoints.search`). The purge of reads leaves it as it
+    is, so a row may outlive the reads it stands for: it may say "maybe", never "no" —
+    every stored read has its row, and the search finds hits only in ``plate_reads``.
+    It holds no plate and no vehicle: only checkpoint positions and hours.
+    """
+
+    __tablename__ = "read_locations"
+
+    checkpoint_code: Mapped[str] = mapped_column(
+        String(40), ForeignKey("checkpoints.code"), primary_key=True
+    )
+    lat: Mapped[float] = mapped_column(Float, primary_key=True)
+    lon: Mapped[float] = mapped_column(Float, primary_key=True)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+
+    __table_args__ = (Index("ix_read_locations_lat_lon", "lat", "lon"),)
+
+
 Base.metadata.info.setdefault("unmanaged_tables", []).append(storage.STORAGE_TABLES)
 
 # ``Base.metadata.create_all`` (tests) needs the extension before the GIN index; the

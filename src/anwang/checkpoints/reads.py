@@ -538,6 +538,8 @@ def store_reads(
     report.inserted = len(inserted)
     if not inserted:
         return report
+    # Where the new reads were taken, for area searches (anwang.checkpoints.search).
+    storage.record_read_locations(session, (row for row in rows if row["id"] in inserted))
     new = [r for r in batch.reads if r.id in inserted]
 
     newest: dict[str, datetime] = {}

@@ -10,9 +10,26 @@ not yet registered, during the window is reported as *no data* rather than *no h
 Partial plates: on PostgreSQL ``LIKE`` served by the ``pg_trgm`` GIN index of each day
 partition. On SQLite, when the pattern has a literal run of three or more characters,
 the FTS5 trigram index ``plate_reads_fts`` (:mod:`anwang.checkpoints.storage`) finds the
-candidate rows and ``LIKE`` checks them; a pattern without such a run uses the prefix
-range of its fixed start on the ``(plate, captured_at)`` index plus ``LIKE``, or ``LIKE``
-over the time window when it starts with a wildcard.
+candidate rows and ``LIKE`` checks them. A pattern without such a run, but with a ``?``
+that joins runs into one of three (``*3?8K*``, ``苏D?23*``), is expanded: the ``?`` is
+written as each character a plate can hold (:data:`PLATE_ALPHABET`), and the expansions'
+runs serve the index: ``plate LIKE ANY(...)`` on PostgreSQL (a bitmap scan per
+expansion, each candidate rechecked; a ``?`` in the fixed start keeps the plain
+``LIKE``, whose anchored trigrams serve it better there); on SQLite OR'ed FTS5 phrases
+(``LIKE`` checking each candidate) or, when the ``?`` is in the pattern's fixed start,
+OR'ed prefix ranges of the ``(plate, captured_at)`` index, whose entries answer the time
+window before any row is read. Any other pattern uses the prefix range of its fixed
+start on the ``(plate, captured_at)`` index plus ``LIKE``, or ``LIKE`` over
+the time window when it starts with a wildcard. A partial plate's matches are then read
+in one pass, key and checkpoint only, for both the checkpoints with hits and the first
+reads in time order (:func:`_matches_in_one_pass`).
+
+Areas: the read positions inside the area come from ``read_locations`` (a row per
+checkpoint and position, with the span of its reads there), not from the window's reads;
+then each position's reads on the ``(checkpoint_code, captured_at)`` index, or, over many
+positions, the window in time order stopped at the limit with one probe per position for
+the checkpoints with hits (:func:`_find`). Whatever the path, the reads, their order, the
+truncation and the coverage are those of the plain query.
 """
 
 from __future__ import annotations
@@ -20,18 +37,32 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shapely.geometry import Point, Polygon  # type: ignore[import-untyped]
-from sqlalchemy import and_, or_, select, text, tuple_
+from sqlalchemy import (
+    String,
+    and_,
+    any_,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    text,
+    tuple_,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from anwang.checkpoints import plates, storage
-from anwang.checkpoints.models import Checkpoint, CheckpointOutage, PlateRead
+from anwang.checkpoints.models import Checkpoint, CheckpointOutage, PlateRead, ReadLocation
 from anwang.checkpoints.schemas import Coverage, CoverageStatus, OutageOut
 from anwang.checkpoints.service import _chunks, _now
 from anwang.core import audit
@@ -47,6 +78,23 @@ MAX_RADIUS_M = 50_000
 MAX_POLYGON_POINTS = 200
 #: A search without ``from`` looks this far back from ``to``.
 DEFAULT_WINDOW = timedelta(days=7)
+#: An area search (without plate or checkpoint) over at most this many read locations
+#: reads each location on its own; over more, it walks the window in time order.
+LOCATIONS_READ_ONE_BY_ONE = 32
+
+
+def _alphabet(rules: plates.PlateRules) -> frozenset[str]:
+    """Every character a plate of ``rules`` can hold."""
+    chars = set(rules.letters) | set(rules.digits) | set(rules.markers)
+    for province in rules.provinces:
+        chars.update(province)
+    return frozenset(chars)
+
+
+#: The characters a stored plate can hold: reads are stored only after parsing by the
+#: plate rules (:func:`anwang.checkpoints.reads.validate_reads`), so every stored plate is
+#: written in this alphabet. A ``?`` is expanded into it (:func:`expand_unknown`).
+PLATE_ALPHABET = "".join(sorted(_alphabet(plates.MAINLAND_CN)))
 
 
 @dataclass(frozen=True)
@@ -206,17 +254,109 @@ def _bbox(terms: SearchTerms) -> tuple[float, float, float, float] | None:
     return None
 
 
+def expand_unknown(pattern: str, alphabet: str = PLATE_ALPHABET) -> list[str] | None:
+    """For a partial pattern without a literal run of three characters (which no trigram
+    index can serve), the patterns made by writing each character of ``alphabet`` in
+    place of one ``?`` — the one that joins the longest run, when that run reaches three
+    characters (``*3?8K*`` → ``*3A8K*``, ``*308K*``, …). None when the pattern has such a
+    run already, or no ``?`` makes one.
+
+    A plate written in ``alphabet`` matches the pattern exactly when it matches one of the
+    expansions, so the expansions, each with its run, select the same plates."""
+    if storage.fts_query(pattern) is not None:
+        return None
+    best: tuple[int, int] | None = None
+    for i, c in enumerate(pattern):
+        if c != "?":
+            continue
+        left = len(re.split(r"[?*]", pattern[:i])[-1])
+        right = len(re.split(r"[?*]", pattern[i + 1:])[0])
+        run = left + 1 + right
+        if run >= 3 and (best is None or run > best[1]):
+            best = (i, run)
+    if best is None:
+        return None
+    i = best[0]
+    return [pattern[:i] + ch + pattern[i + 1:] for ch in alphabet]
+
+
+def _written(pattern: str, expansion: str) -> int:
+    """Where an expansion of ``pattern`` has a character written for the ``?``."""
+    return next(k for k, (a, b) in enumerate(zip(pattern, expansion, strict=True)) if a != b)
+
+
+def _anchored_expansion(pattern: str, expansion: str) -> bool:
+    """Whether the written character is part of the pattern's fixed start."""
+    return not any(c in "?*" for c in pattern[: _written(pattern, expansion)])
+
+
+def _prefix_ranges(session: Session, plate: str) -> bool:
+    """Whether the plate condition is a union of prefix ranges of the ``(plate,
+    captured_at)`` index: on SQLite, for a pattern expanded at a character of its fixed
+    start. (SQLite compares text byte-wise, so a prefix range is exact; PostgreSQL
+    compares by the column's collation, and keeps to the trigram index.)"""
+    if session.get_bind().dialect.name != "sqlite":
+        return False
+    expanded = expand_unknown(plate) if ("?" in plate or "*" in plate) else None
+    return expanded is not None and _anchored_expansion(plate, expanded[0])
+
+
+def _expansion_phrase(pattern: str, expansion: str) -> str:
+    """The FTS5 phrase of one expansion of ``pattern``: four characters of its run
+    around the written character — fewer trigrams to intersect than the whole run,
+    whose leading characters (province, issuer) are the commonest and cost the most.
+    Still a superset of the matches (LIKE checks them)."""
+    i = _written(pattern, expansion)
+    lo = i
+    while lo > 0 and expansion[lo - 1] not in "?*":
+        lo -= 1
+    hi = i + 1
+    while hi < len(expansion) and expansion[hi] not in "?*":
+        hi += 1
+    start = max(lo, min(i, hi - 4))
+    run = expansion[start:min(hi, start + 4)]
+    return '"' + run.replace('"', '""') + '"'
+
+
+def _like(pattern: str) -> str:
+    return pattern.replace("?", "_").replace("*", "%")
+
+
 def plate_clause(session: Session, plate: str) -> ColumnElement[bool]:
     """The condition on ``plate_reads`` for a normalised plate or partial pattern
     (``?`` one character, ``*`` any run), in the form the session's database has an
     index for (see the module docstring)."""
     if "?" not in plate and "*" not in plate:
         return PlateRead.plate == plate
-    like = plate.replace("?", "_").replace("*", "%")
-    clause: ColumnElement[bool] = PlateRead.plate.like(like)
+    clause: ColumnElement[bool] = PlateRead.plate.like(_like(plate))
+    expanded = expand_unknown(plate)
     if session.get_bind().dialect.name != "sqlite":
-        return clause  # PostgreSQL's pg_trgm GIN index serves the LIKE.
-    query = storage.fts_query(plate)
+        if expanded is None or _anchored_expansion(plate, expanded[0]):
+            # PostgreSQL's pg_trgm GIN index serves the LIKE. (For a '?' in the fixed
+            # start, the anchored LIKE's own trigrams measured faster than the
+            # expansions': 1.1 s against 1.4 s for 苏D?23* over 20 million reads.)
+            return clause
+        # One LIKE per expansion, each with a run of three for the GIN index (a bitmap
+        # scan per array element). Together they select what the pattern selects; the
+        # pattern's own LIKE is left out, or the planner may take its short trigrams to
+        # the index instead.
+        likes = literal([_like(p) for p in expanded], ARRAY(String))
+        return PlateRead.plate.like(any_(likes))
+    if _prefix_ranges(session, plate):
+        assert expanded is not None
+        # The written character is in the pattern's fixed start (苏D?23*): each
+        # expansion is a narrow prefix range of the (plate, captured_at) index, whose
+        # entries also answer the time window, so only matches are looked up.
+        ranges = []
+        for p in expanded:
+            prefix = re.split(r"[?*]", p)[0]
+            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            ranges.append(and_(PlateRead.plate >= prefix, PlateRead.plate < upper))
+        return and_(or_(*ranges), clause)
+    if expanded is None:
+        query = storage.fts_query(plate)
+    else:
+        query = " OR ".join(_expansion_phrase(plate, p) for p in expanded)
     if query is not None:
         # The trigram index gives a superset of the matches (every literal run of three
         # or more characters occurs in the plate); LIKE keeps the exact ones.
@@ -234,32 +374,206 @@ def plate_clause(session: Session, plate: str) -> ColumnElement[bool]:
     return clause
 
 
-def _where(session: Session, terms: SearchTerms) -> list[ColumnElement[bool]] | None:
+@dataclass(frozen=True)
+class _Location:
+    """A read position inside the area, with the span in which its checkpoint's reads
+    there may fall (from ``read_locations``, cut to the window)."""
+
+    checkpoint: str
+    lat: float
+    lon: float
+    start: datetime
+    end: datetime
+    #: The checkpoint read from no other position in the window: all its reads there
+    #: are at this one, and the position need not be tested (which also keeps
+    #: PostgreSQL's planner from misjudging how many reads pass that test).
+    alone: bool
+
+    def conds(self) -> list[ColumnElement[bool]]:
+        conds = [PlateRead.checkpoint_code == self.checkpoint,
+                 PlateRead.captured_at >= self.start, PlateRead.captured_at <= self.end]
+        if not self.alone:
+            conds += [PlateRead.lat == self.lat, PlateRead.lon == self.lon]
+        return conds
+
+
+def _locations(session: Session, terms: SearchTerms) -> list[_Location] | None:
+    """The read locations inside the search's area whose reads may fall in the window
+    (None: the search has no area)."""
+    assert terms.start is not None and terms.end is not None
+    inside = _inside(terms)
+    box = _bbox(terms)
+    if inside is None or box is None:
+        return None
+    lat0, lat1, lon0, lon1 = box
+    stmt = select(ReadLocation).where(
+        ReadLocation.lat.between(lat0, lat1), ReadLocation.lon.between(lon0, lon1),
+        ReadLocation.first_seen <= terms.end, ReadLocation.last_seen >= terms.start,
+    ).order_by(ReadLocation.checkpoint_code, ReadLocation.lat, ReadLocation.lon)
+    if terms.checkpoint is not None:
+        stmt = stmt.where(ReadLocation.checkpoint_code == terms.checkpoint)
+    found = [loc for loc in session.scalars(stmt) if inside(loc.lat, loc.lon)]
+    # How many positions (inside the area or not) each of their checkpoints read from
+    # in the window.
+    positions: dict[str, int] = {}
+    for part in _chunks(sorted({loc.checkpoint_code for loc in found})):
+        positions.update((code, n) for code, n in session.execute(
+            select(ReadLocation.checkpoint_code, func.count()).where(
+                ReadLocation.checkpoint_code.in_(part),
+                ReadLocation.first_seen <= terms.end, ReadLocation.last_seen >= terms.start,
+            ).group_by(ReadLocation.checkpoint_code)
+        ))
+    return [
+        _Location(loc.checkpoint_code, loc.lat, loc.lon, max(terms.start, loc.first_seen),
+                  min(terms.end, loc.last_seen), positions.get(loc.checkpoint_code) == 1)
+        for loc in found
+    ]
+
+
+def _where(
+    session: Session, terms: SearchTerms, locations: list[_Location] | None
+) -> list[ColumnElement[bool]] | None:
     """The conditions of a search (None: the area holds no read location)."""
     assert terms.start is not None and terms.end is not None
-    conds: list[ColumnElement[bool]] = [
-        PlateRead.captured_at >= terms.start, PlateRead.captured_at <= terms.end,
-    ]
+    at: Any = PlateRead.captured_at
+    if terms.plate is not None and _prefix_ranges(session, terms.plate):
+        # "+captured_at": SQLite then takes the prefix ranges of the plate index (and
+        # tests the window on its entries) rather than walking the window.
+        at = type_coerce(literal_column(f"+{PlateRead.__tablename__}.captured_at"),
+                         PlateRead.captured_at.type)
+    conds: list[ColumnElement[bool]] = [at >= terms.start, at <= terms.end]
     if terms.plate is not None:
         conds.append(plate_clause(session, terms.plate))
     if terms.checkpoint is not None:
         conds.append(PlateRead.checkpoint_code == terms.checkpoint)
-    inside = _inside(terms)
-    box = _bbox(terms)
-    if inside is not None and box is not None:
-        # Reads carry their checkpoint's location, and there are few distinct
-        # locations: find those in the area exactly, then select reads at them.
-        lat0, lat1, lon0, lon1 = box
-        locations = session.execute(
-            select(PlateRead.lat, PlateRead.lon).distinct().where(
-                *conds, PlateRead.lat.between(lat0, lat1), PlateRead.lon.between(lon0, lon1)
-            )
-        ).all()
-        points = [(la, lo) for la, lo in locations if inside(la, lo)]
+    if locations is not None:
+        # Reads carry their checkpoint's position at the time, and there are few
+        # distinct positions: select the reads at those inside the area.
+        points = sorted({(loc.lat, loc.lon) for loc in locations})
         if not points:
             return None
         conds.append(tuple_(PlateRead.lat, PlateRead.lon).in_(points))
     return conds
+
+
+_Key = tuple[datetime, str]
+
+
+def _cut(keys: list[_Key], limit: int) -> datetime | None:
+    """The capture time of the ``limit + 1``-th earliest key (None: there are fewer)."""
+    if len(keys) <= limit:
+        return None
+    return sorted(k[0] for k in keys)[limit]
+
+
+def _fetch(session: Session, keys: list[_Key], limit: int) -> list[PlateRead]:
+    """The first ``limit + 1`` reads, in the search's order, of the reads keyed
+    ``(captured_at, id)`` in ``keys``, which must hold every matching read captured
+    before the ``limit + 1``-th earliest key and every one captured with it. The
+    database orders them (``captured_at, id``), as the one-statement search does."""
+    cut = _cut(keys, limit)
+    wanted = {k for k in keys if cut is None or k[0] <= cut}
+    if not wanted:
+        return []
+    # In pieces of whole capture instants, in time order: each piece is one statement on
+    # the key, ordered by the database, and the pieces follow each other in time.
+    ordered = sorted(wanted, key=lambda k: k[0])
+    out: list[PlateRead] = []
+    i = 0
+    while i < len(ordered) and len(out) <= limit:
+        j = min(i + 2000, len(ordered))
+        while j < len(ordered) and ordered[j][0] == ordered[j - 1][0]:
+            j += 1
+        part = ordered[i:j]
+        rows = session.scalars(
+            select(PlateRead).where(
+                PlateRead.id.in_(sorted({k[1] for k in part})),
+                PlateRead.captured_at >= part[0][0], PlateRead.captured_at <= part[-1][0],
+            ).order_by(PlateRead.captured_at, PlateRead.id)
+        )
+        out.extend(r for r in rows if (r.captured_at, r.id) in wanted)
+        i = j
+    return out[: limit + 1]
+
+
+def _matches_in_one_pass(
+    session: Session, conds: list[ColumnElement[bool]], limit: int
+) -> tuple[list[PlateRead], bool, set[str]]:
+    """One pass over every match, taking only its key and checkpoint: the checkpoints
+    with hits, and the keys of the earliest reads; then those reads by their key.
+    For partial plates, whose matches the index finds all at once (not in time order):
+    one pass instead of one for the reads and another for the checkpoints."""
+    kept: list[_Key] = []
+    codes: set[str] = set()
+    n = 0
+    cut: datetime | None = None
+    stmt = select(PlateRead.captured_at, PlateRead.id, PlateRead.checkpoint_code).where(*conds)
+    if session.get_bind().dialect.name == "sqlite":
+        # Rows as SQLite finds them. (Not on PostgreSQL: a server-side cursor would be
+        # planned for its first rows, not for all of them.)
+        stmt = stmt.execution_options(yield_per=5000)
+    rows = session.execute(stmt)
+    for at, rid, code in rows:
+        n += 1
+        codes.add(code)
+        if cut is None or at <= cut:
+            kept.append((at, rid))
+            if len(kept) > 4 * (limit + 1) + 1000:
+                cut = _cut(kept, limit)
+                kept = [k for k in kept if cut is None or k[0] <= cut]
+    return _fetch(session, kept, limit), n > limit, codes
+
+
+def _by_location(
+    session: Session, locations: list[_Location], limit: int
+) -> tuple[list[PlateRead], bool, set[str]]:
+    """An area search over few read locations: the first ``limit + 1`` keys at each
+    location on the ``(checkpoint_code, captured_at)`` index (a location that has one
+    is a hit), then the earliest of all of them.
+
+    Each location's keys are taken in capture order alone, which the index gives
+    (PostgreSQL merges its day partitions' index scans and stops at the limit): what a
+    location's limit cut off within its last instant is added when that instant is the
+    overall cut, so every read up to the cut is among the keys."""
+    keys: list[_Key] = []
+    codes: set[str] = set()
+    full: list[tuple[_Location, datetime]] = []
+    for loc in locations:
+        if loc.start > loc.end:
+            continue
+        found = [(at, rid) for at, rid in session.execute(
+            select(PlateRead.captured_at, PlateRead.id).where(*loc.conds())
+            .order_by(PlateRead.captured_at).limit(limit + 1)
+        )]
+        if found:
+            codes.add(loc.checkpoint)
+        if len(found) > limit:
+            full.append((loc, found[-1][0]))
+        keys.extend(found)
+    cut = _cut(keys, limit)
+    for loc, last in full:
+        if cut is not None and last == cut:
+            # Reads at this location captured in the same instant as the cut may have
+            # been left out by its limit: add them all.
+            keys.extend((at, rid) for at, rid in session.execute(
+                select(PlateRead.captured_at, PlateRead.id)
+                .where(*loc.conds(), PlateRead.captured_at == cut)
+            ))
+    keys = list(set(keys))
+    return _fetch(session, keys, limit), len(keys) > limit, codes
+
+
+def _probe(session: Session, locations: list[_Location], known: set[str]) -> set[str]:
+    """The checkpoints of ``locations``, other than ``known``, with a read in the
+    window at one of them: a probe per location that stops at its first read."""
+    found: set[str] = set()
+    for loc in locations:
+        if loc.checkpoint in known or loc.checkpoint in found or loc.start > loc.end:
+            continue
+        stmt = select(PlateRead.checkpoint_code).where(*loc.conds()).limit(1)
+        if session.scalar(stmt) is not None:
+            found.add(loc.checkpoint)
+    return found
 
 
 def _coverage(
@@ -279,6 +593,18 @@ def _coverage(
                           Checkpoint.lon.between(box[2], box[3]))
     else:
         explicit = False
+        # A plate search lists only the checkpoints with a hit or without data: load
+        # only those that can be either.
+        stmt = stmt.where(or_(
+            Checkpoint.code.in_(sorted(hit_codes)),
+            Checkpoint.created_at > terms.start,
+            Checkpoint.last_read_at.is_(None),
+            Checkpoint.code.in_(select(CheckpointOutage.checkpoint_code).where(
+                CheckpointOutage.started_at < terms.end,
+                or_(CheckpointOutage.ended_at.is_(None),
+                    CheckpointOutage.ended_at > terms.start),
+            )),
+        ))
     cps = [cp for cp in session.scalars(stmt)
            if terms.checkpoint is not None or inside is None or inside(cp.lat, cp.lon)]
     codes = [cp.code for cp in cps]
@@ -311,6 +637,48 @@ def _coverage(
     return out
 
 
+def _find(session: Session, terms: SearchTerms) -> tuple[list[PlateRead], bool, set[str]]:
+    """The first ``limit`` reads of a search in time order (of ``limit + 1`` fetched),
+    whether there were more, and the checkpoints with hits — each the same as from the
+    one statement ``SELECT … WHERE <terms> ORDER BY captured_at, id LIMIT limit + 1``
+    and a ``SELECT DISTINCT checkpoint_code`` over every match, found the cheapest way
+    the terms allow:
+
+    * a checkpoint: its reads on the ``(checkpoint_code, captured_at)`` index, stopped
+      after ``limit + 1``; it is the only checkpoint that can have hits.
+    * a partial plate: :func:`_matches_in_one_pass`.
+    * an exact plate: its reads on the ``(plate, captured_at)`` index; the checkpoints
+      with hits come from the reads unless there were more than the limit.
+    * only an area: the read locations inside it from ``read_locations``; over a few,
+      :func:`_by_location`; over many, the window in time order stopped after ``limit
+      + 1`` reads at them and, when there were more, :func:`_probe` for the checkpoints.
+    """
+    locations = _locations(session, terms)
+    conds = _where(session, terms, locations)
+    if conds is None:
+        return [], False, set()
+    limit = terms.limit
+    partial = terms.plate is not None and ("?" in terms.plate or "*" in terms.plate)
+    if terms.checkpoint is None and partial:
+        return _matches_in_one_pass(session, conds, limit)
+    if terms.checkpoint is None and terms.plate is None and locations is not None \
+            and len(locations) <= LOCATIONS_READ_ONE_BY_ONE:
+        return _by_location(session, locations, limit)
+    reads = list(session.scalars(
+        select(PlateRead).where(*conds)
+        .order_by(PlateRead.captured_at, PlateRead.id).limit(limit + 1)
+    ))
+    truncated = len(reads) > limit
+    hit_codes = {r.checkpoint_code for r in reads}
+    if truncated and terms.checkpoint is None:
+        if terms.plate is None and locations is not None:
+            hit_codes |= _probe(session, locations, hit_codes)
+        else:
+            hit_codes = set(session.scalars(
+                select(PlateRead.checkpoint_code).distinct().where(*conds)))
+    return reads, truncated, hit_codes
+
+
 def search_reads(
     session: Session,
     *,
@@ -334,17 +702,7 @@ def search_reads(
     now = _now(now)
     terms = _check_terms(terms, reasons, now, EXPORT_LIMIT if export else SEARCH_LIMIT)
     assert terms.start is not None and terms.end is not None
-    conds = _where(session, terms)
-    reads: list[PlateRead] = []
-    hit_codes: set[str] = set()
-    if conds is not None:
-        reads = list(session.scalars(
-            select(PlateRead).where(*conds)
-            .order_by(PlateRead.captured_at, PlateRead.id).limit(terms.limit + 1)
-        ))
-        hit_codes = set(session.scalars(select(PlateRead.checkpoint_code).distinct()
-                                        .where(*conds)))
-    truncated = len(reads) > terms.limit
+    reads, truncated, hit_codes = _find(session, terms)
     reads = reads[: terms.limit]
     coverage = _coverage(session, terms, hit_codes, now)
     action = "anwang.checkpoints.reads.exported" if export else "anwang.checkpoints.reads.searched"

@@ -1,5 +1,5 @@
 """How plate reads are laid out on disk: day partitions on PostgreSQL, the FTS5 trigram
-index on SQLite.
+index on SQLite, and on both the read locations that area searches start from.
 
 PostgreSQL
 ----------
@@ -37,6 +37,17 @@ to survive ``VACUUM`` or a migration that copies the table: after either, run
 :func:`rebuild_fts` (``INSERT INTO plate_reads_fts(plate_reads_fts) VALUES('rebuild')``).
 
 The migration ``0006`` creates the same objects with its own copy of this DDL.
+
+Read locations
+--------------
+``read_locations`` (:class:`~anwang.checkpoints.models.ReadLocation`) has one row per
+checkpoint and position it read from, with an hour-aligned span holding the capture
+times of its reads there. :func:`record_read_locations` keeps it, in the unit of work
+that stores the reads (:func:`anwang.checkpoints.reads.store_reads`); anything that loads
+reads around that path runs :func:`rebuild_read_locations` afterwards. An area search
+takes the positions inside its area from it (a few hundred rows) rather than from the
+window's reads. The purge of reads does not touch it: a row may outlive its reads, which
+costs a search one empty probe and is never reported as a hit.
 """
 
 from __future__ import annotations
@@ -47,12 +58,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Float, String, column, func, or_, table, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from anwang.core.db import after_commit
+from anwang.core.db import UTCDateTime, after_commit
 
 TABLE = "plate_reads"
 PARTITION_PREFIX = f"{TABLE}_p"
@@ -277,6 +288,83 @@ def fts_query(pattern: str) -> str | None:
     if not runs:
         return None
     return " AND ".join('"' + r.replace('"', '""') + '"' for r in runs)
+
+
+# --- where reads were taken: ``read_locations`` ------------------------------------------
+
+LOCATIONS_TABLE = "read_locations"
+#: ``first_seen``/``last_seen`` are widened to whole units of this, so that a batch of
+#: reads changes a location's row only when it reaches a new hour.
+LOCATION_GRAIN = timedelta(hours=1)
+
+_locations = table(
+    LOCATIONS_TABLE,
+    column("checkpoint_code", String(40)),
+    column("lat", Float()),
+    column("lon", Float()),
+    column("first_seen", UTCDateTime()),
+    column("last_seen", UTCDateTime()),
+)
+
+
+def _grain_floor(at: datetime) -> datetime:
+    at = at.astimezone(UTC)
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def record_read_locations(session: Session, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Note in ``read_locations`` where the stored ``rows`` (mappings with
+    ``checkpoint_code``, ``lat``, ``lon`` and ``captured_at``) were taken: a new row per
+    new (checkpoint, position), or ``first_seen``/``last_seen`` widened to cover the
+    rows' capture times (to whole hours). In the caller's transaction, in key order so
+    that two writers take the rows' locks in the same order; a row that already covers
+    the times is left untouched. Returns the number of locations in ``rows``."""
+    spans: dict[tuple[str, float, float], tuple[datetime, datetime]] = {}
+    for r in rows:
+        key = (str(r["checkpoint_code"]), float(r["lat"]), float(r["lon"]))
+        at = r["captured_at"]
+        lo, hi = spans.get(key, (at, at))
+        spans[key] = (min(lo, at), max(hi, at))
+    if not spans:
+        return 0
+    values = [
+        {"checkpoint_code": code, "lat": lat, "lon": lon, "first_seen": _grain_floor(lo),
+         "last_seen": _grain_floor(hi) + LOCATION_GRAIN}
+        for (code, lat, lon), (lo, hi) in sorted(spans.items())
+    ]
+    t = _locations.c
+    if _is_postgresql(session):
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(_locations)
+        least, greatest = func.least, func.greatest
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(_locations)
+        # SQLite's two-argument min() and max() are scalar; its times are ISO text.
+        least, greatest = func.min, func.max
+    new = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["checkpoint_code", "lat", "lon"],
+        set_={"first_seen": least(t.first_seen, new.first_seen),
+              "last_seen": greatest(t.last_seen, new.last_seen)},
+        where=or_(new.first_seen < t.first_seen, new.last_seen > t.last_seen),
+    )
+    session.execute(stmt, values)
+    return len(values)
+
+
+def rebuild_read_locations(conn: Session | Connection) -> None:
+    """Fill ``read_locations`` afresh from ``plate_reads`` (exact first and last capture
+    per checkpoint and position) — for data loaded around :func:`record_read_locations`.
+    The migration ``0008`` does the same with its own copy of this SQL."""
+    conn.execute(text(f"DELETE FROM {LOCATIONS_TABLE}"))
+    conn.execute(text(
+        f"INSERT INTO {LOCATIONS_TABLE} (checkpoint_code, lat, lon, first_seen, last_seen) "
+        f"SELECT checkpoint_code, lat, lon, min(captured_at), max(captured_at) FROM {TABLE} "
+        "GROUP BY checkpoint_code, lat, lon"
+    ))
 
 
 #: The tables this module creates beside the models — day partitions (and one being

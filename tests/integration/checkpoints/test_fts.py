@@ -119,9 +119,21 @@ def test_a_pattern_with_a_three_character_run_uses_the_index(engine: Engine) -> 
         assert "plate_reads_fts MATCH" in sql
         plan = " ".join(r[3] for r in s.execute(text("EXPLAIN QUERY PLAN " + sql)))
         assert "plate_reads_fts" in plan
-        short = str(select(PlateRead.id).where(plate_clause(s, "苏D?2*"))
+        # No run of three, but one '?' makes one: each character in its place, OR'ed.
+        expanded = str(select(PlateRead.id).where(plate_clause(s, "*D?2*"))
+                       .compile(engine, compile_kwargs={"literal_binds": True}))
+        assert '"DA2" OR "DB2"' in expanded
+        plan = " ".join(r[3] for r in s.execute(text("EXPLAIN QUERY PLAN " + expanded)))
+        assert "plate_reads_fts" in plan
+        # ... in the pattern's fixed start: prefix ranges of the plate index, OR'ed.
+        ranges = str(select(PlateRead.id).where(plate_clause(s, "苏D?2*"))
+                     .compile(engine, compile_kwargs={"literal_binds": True}))
+        assert "plate_reads.plate >= '苏DA2' AND plate_reads.plate < '苏DA3'" in ranges
+        plan = " ".join(r[3] for r in s.execute(text("EXPLAIN QUERY PLAN " + ranges)))
+        assert "MULTI-INDEX OR" in plan and "ix_plate_reads_plate_captured_at" in plan
+        short = str(select(PlateRead.id).where(plate_clause(s, "苏D*2?"))
                     .compile(engine, compile_kwargs={"literal_binds": True}))
-        assert "MATCH" not in short  # no run of three: the prefix range and LIKE
+        assert "MATCH" not in short  # no run of three, none to make: prefix range and LIKE
 
 
 def test_fts_queries() -> None:
