@@ -208,9 +208,12 @@ class PlateRules:
     _strip_table: Mapping[int, None] = field(init=False, repr=False, compare=False, hash=False)
     _map_table: Mapping[int, str] = field(init=False, repr=False, compare=False, hash=False)
     _province_lengths: tuple[int, ...] = field(init=False, repr=False, compare=False, hash=False)
+    #: Plates recently parsed under these rules (:func:`parse`), by the text as given.
+    _parsed: dict[str, Plate] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         put = object.__setattr__
+        put(self, "_parsed", {})
         put(self, "formats", tuple(self.formats))
         put(self, "provinces", frozenset(self.provinces))
         put(self, "markers", frozenset(self.markers))
@@ -516,8 +519,29 @@ def normalise(text: str, rules: PlateRules = MAINLAND_CN) -> str:
 # -- parsing -------------------------------------------------------------------------
 
 
+#: Valid plates remembered per rule set by :func:`parse` (the same vehicles pass the
+#: checkpoints again and again); when full, the memory starts again from empty.
+PARSE_CACHE_SIZE = 32_768
+
+
 def parse(text: str, rules: PlateRules = MAINLAND_CN) -> Plate:
-    """Normalise and parse ``text``; raise :class:`InvalidPlate` when it is no plate."""
+    """Normalise and parse ``text``; raise :class:`InvalidPlate` when it is no plate.
+
+    A plate is a pure function of the text and the rules, so valid plates are
+    remembered (:data:`PARSE_CACHE_SIZE` per rule set); refusals are not.
+    """
+    cache = rules._parsed
+    plate = cache.get(text)
+    if plate is not None:
+        return plate
+    plate = _parse(text, rules)
+    if len(cache) >= PARSE_CACHE_SIZE:
+        cache.clear()
+    cache[text] = plate
+    return plate
+
+
+def _parse(text: str, rules: PlateRules) -> Plate:
     if len(text) > MAX_INPUT_LENGTH:
         raise InvalidPlate("too_long", f"more than {MAX_INPUT_LENGTH} characters")
     norm = normalise(text, rules)

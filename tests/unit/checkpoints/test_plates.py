@@ -371,3 +371,28 @@ def test_bad_rule_mappings_are_refused(change: dict[str, object], message: str) 
 def test_missing_required_keys() -> None:
     with pytest.raises(ValueError, match="need 'formats'"):
         PlateRules.from_mapping({"country": "XX", "name": "x"})
+
+
+# --- remembered plates ---------------------------------------------------------------------
+
+
+@given(st.sampled_from(["苏D12345", "苏 d·12345", "京A1234警", "使224009", "苏DD12345"]))
+def test_a_remembered_plate_is_the_plate_parsed_afresh(text: str) -> None:
+    first = parse(text)
+    assert parse(text) == first == plates._parse(text, MAINLAND_CN)
+
+
+def test_remembered_plates_are_bounded_and_refusals_are_not_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rules = PlateRules.from_mapping(plates.ALNUM_2_TO_10_MAPPING)
+    monkeypatch.setattr(plates, "PARSE_CACHE_SIZE", 5)
+    for n in range(12):
+        assert parse(f"AB{n}", rules).text == f"AB{n}"
+        assert len(rules._parsed) <= 5
+    for _ in range(2):
+        with pytest.raises(InvalidPlate):
+            parse("A", rules)
+    assert "A" not in rules._parsed
+    # Rules are values: a cache does not make two equal rule sets differ.
+    assert rules == PlateRules.from_mapping(plates.ALNUM_2_TO_10_MAPPING)
