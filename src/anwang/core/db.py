@@ -9,10 +9,15 @@ happen.
 SQLite runs in WAL mode with ``synchronous=FULL`` and every write transaction begins
 ``IMMEDIATE``: the single writer lock is taken up front instead of on the first write,
 so two transactions never both read the audit chain's head and then race to extend it.
+Within one process, write units of work on SQLite also take a process-wide lock before
+they start: SQLite has one writer at a time anyway, and a thread waiting on the lock is
+woken the moment the writer before it commits, where SQLite's busy handler would have
+it sleep in growing steps (up to 100 ms) and try again.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -136,6 +141,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
 AfterCommit = Callable[[], None]
 
+#: How long a write unit of work on SQLite waits for this process's writer lock.
+WRITER_WAIT_S = 30.0
+
 
 class OutboxEntry(Base):
     """An event written in the transaction of the change it announces (see
@@ -167,6 +175,29 @@ def after_commit(session: Session, fn: AfterCommit) -> None:
     session.info.setdefault("after_commit", []).append(fn)
 
 
+class _WriterLock:
+    """A lock for write units of work on SQLite that the thread ending a unit of work may
+    release for the thread that began it (a request's unit of work may begin and end on
+    different worker threads). A thread that already holds it does not wait for it again
+    (a unit of work opened inside another goes on to SQLite, as it would without the
+    lock), and one that waits longer than :data:`WRITER_WAIT_S` goes on without it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def acquire(self) -> bool:
+        me = threading.get_ident()
+        if self._owner == me or not self._lock.acquire(timeout=WRITER_WAIT_S):
+            return False
+        self._owner = me
+        return True
+
+    def release(self) -> None:
+        self._owner = None
+        self._lock.release()
+
+
 class Database:
     """Owns the engine and hands out units of work."""
 
@@ -176,6 +207,8 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         #: Called with each event queued by a committed unit of work (set by the app).
         self.publisher: Callable[[Event], None] | None = None
+        #: SQLite's one writer, taken in this process before SQLite's own lock.
+        self._writer = _WriterLock() if self.dialect == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -191,19 +224,26 @@ class Database:
     def unit_of_work(
         self, *, readonly: bool = False, info: dict[str, Any] | None = None
     ) -> Iterator[Session]:
-        session = self.session(readonly=readonly)
-        if info:
-            session.info.update(info)
+        # Past the wait, SQLite's own busy handling takes over as without the lock.
+        held = self._writer is not None and not readonly and self._writer.acquire()
         try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+            session = self.session(readonly=readonly)
+            if info:
+                session.info.update(info)
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                outbox: list[Event] = session.info.pop("outbox", [])
+                hooks: list[AfterCommit] = session.info.pop("after_commit", [])
+                session.close()
         finally:
-            outbox: list[Event] = session.info.pop("outbox", [])
-            hooks: list[AfterCommit] = session.info.pop("after_commit", [])
-            session.close()
+            if held:
+                assert self._writer is not None
+                self._writer.release()
         # Reached only when the commit succeeded.
         for fn in hooks:
             fn()

@@ -139,14 +139,13 @@ def test_a_device_registered_a_moment_ago_is_judged(kit: Kit) -> None:
     assert datetime.fromtimestamp(st.rule_state["hw"], UTC) == T0
 
 
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)  # SQLite: one batch at a time
 def test_batches_judged_at_once_lock_in_the_order_they_came(
         kit: Kit, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """The MQTT handler runs two batches at once on PostgreSQL: a later batch — even a
     small one, parsed first — takes its devices' locks only after the one before, and
     a message delivered twice, in two batches in flight together, is stored and judged
     once (its second copy waits for the first's commit instead of deadlocking)."""
-    if kit.db.dialect != "postgresql":
-        pytest.skip("SQLite judges one batch at a time")
     from anwang.communities import intake
 
     for i in range(4):
