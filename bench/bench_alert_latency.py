@@ -277,12 +277,14 @@ def main() -> None:
         "before a POST is taken up: once more reads are offered than the server stores, "
         "requests queue in front of it, admission control refuses some (they are "
         "retried), and the latency from the first send grows with the queue. Every "
-        "write takes SQLite's one write lock — the POST's transaction and the device "
-        "key's last-use stamp — and threads waiting for it sleep in SQLite's busy "
-        "handler rather than being woken. The target, p99 ≤ 200 ms at 5,000 reads a "
-        "second, is met at the rates the server sustains and not at 5,000 reads a "
-        "second on this machine; more API processes on PostgreSQL (docs/operations.md) "
-        "is how a deployment takes that rate.",
+        "write takes SQLite's one write lock; in the server, writers queue at a "
+        "process-wide lock (`core.db`) and each is woken as the one before it commits. "
+        "The server is one Python process: validating, matching and storing the reads "
+        "take turns on one CPU, while the sender and the stream's client share the "
+        "machine's other. The target, p99 ≤ 200 ms at 5,000 reads a second, is met at "
+        "the rates the server sustains; whether it is at 5,000 reads a second is in the "
+        "table; more API processes on PostgreSQL (docs/operations.md) is how a "
+        "deployment takes a higher rate.",
         "",
         f"Command: `python bench/bench_alert_latency.py --exact {args.exact} --partial "
         f"{args.partial} --rates {args.rates} --seconds {args.seconds:g} --low-rate "
