@@ -487,11 +487,12 @@ def main() -> None:
         "batches of 1,000 and from about 90-100 µs to 65-75 µs in batches of 10,000 (the "
         "code before and after run alternately on the same machine, one thread). The "
         "machine's load moves the processor time of the real path and of the bare INSERT "
-        "from run to run: compare ratios within one run. The HTTP path does not follow: it "
-        "has stayed near 2,900-3,000 reads/s in every run, before and after these changes "
-        "and whatever the machine's load, while a POST of 1,000 reads takes some 600 ms "
-        "against about 110 ms for the same work in process; what it waits on is not yet "
-        "explained.",
+        "from run to run: compare ratios within one run. The HTTP path stayed near "
+        "2,900-3,000 reads/s, whatever the machine's load, while the two clients' POSTs "
+        "waited for SQLite's write lock in its busy handler, which sleeps in growing "
+        "steps and tries again; since writers in one process queue at a process-wide "
+        "lock and are woken as the one before commits (`core.db`), a POST of 1,000 reads "
+        "waits only for the one ahead of it.",
         "",
         f"Command: `python bench/bench_ingest.py --exact {args.exact} --partial "
         f"{args.partial} --reads {args.reads} --batches {args.batches} --http-reads "
