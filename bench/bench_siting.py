@@ -31,9 +31,10 @@ bounded forward Dijkstra per candidate (``scipy.sparse.csgraph.dijkstra`` with
 Measured on each instance, in one run:
 
 * the model reduction (``anwang.coverage.reduce``); greedy, and greedy + interchange;
-* ``anwang.coverage.optimize`` with the time limit (reduction, heuristics and local
-  search, LP relaxation with reduced-cost fixing, the Lagrangian decomposition bound by
-  region, HiGHS warm-started), and with ``--long`` seconds on the first instance;
+* ``anwang.coverage.optimize`` with the time limit (reduction, greedy + interchange, LP
+  relaxation, iterated local search, reduced-cost fixing, the Lagrangian decomposition
+  bound by region, HiGHS warm-started), and with ``--long`` seconds on the first
+  instance;
 * the baseline: a plain HiGHS MIP of the same formulation on the unreduced model, HiGHS's
   default settings, no warm start, the same time limit (and ``--long`` on the first);
 * with ``--spopt``, PySAL spopt's ``MCLP.from_cost_matrix`` on the same travel times (a
@@ -316,8 +317,10 @@ def summary(r: SitingResult) -> str:
     dec = r.decomposition
     parts = [
         f"objective {r.objective:,.0f} bound {r.bound:,.1f} gap {pct(r.gap)} status {r.status}",
-        f"{r.seconds:.1f} s (heuristics {r.heuristic_seconds:.1f}, LP {r.lp_seconds:.1f},"
-        f" MIP {r.mip_seconds:.1f}); LP bound {r.lp_bound}; fixed {r.fixed_out}/{r.fixed_in}",
+        f"{r.seconds:.1f} s (heuristics {r.heuristic_seconds:.1f}, LP {r.lp_seconds:.1f}"
+        f"{' first' if r.lp_before_search else ''}, MIP {r.mip_seconds:.1f}); LP bound"
+        f" {r.lp_bound}; local search {r.search_rounds} rounds ({r.search_end});"
+        f" fixed {r.fixed_out}/{r.fixed_in}",
     ]
     if dec is not None:
         parts.append(
@@ -403,6 +406,34 @@ def instance_text(m: Measured, limit: float, long: float | None) -> list[str]:
     return lines
 
 
+SEARCH_END = {
+    "target": "stopped at the bound",
+    "patience": "stopped by its patience",
+    "deadline": "stopped at its time share",
+    "rounds": "stopped at its round limit",
+    "stuck": "nothing to move",
+}
+
+
+def steps(r: SitingResult) -> str:
+    """Heuristics, LP relaxation and local search, in the order ``optimize`` ran them."""
+    lp = f"LP relaxation {r.lp_seconds:.1f} s"
+    if r.lp_bound is not None:
+        lp += f" (bound {fmt(r.lp_bound)}, {pct(relative_gap(r.objective, r.lp_bound))} above"
+        lp += " the siting)"
+    elif r.lp_seconds == 0:
+        lp = "no LP relaxation"
+    if r.search_end is None:
+        search = "no local search"
+    else:
+        end = SEARCH_END.get(str(r.search_end), str(r.search_end))
+        search = f"local search ({r.search_rounds:,} rounds, {end})"
+    heur = f"heuristics and local search {r.heuristic_seconds:.1f} s ({fmt(r.heuristic_objective)})"
+    if r.lp_before_search:
+        return f"greedy + interchange, then {lp}, then {search}; {heur}"
+    return f"{heur}, {search}, then {lp}"
+
+
 def facts(m: Measured, limit: float) -> list[str]:
     r = m.ours
     st = r.reduction
@@ -410,13 +441,10 @@ def facts(m: Measured, limit: float) -> list[str]:
         f"- reduction, {1000 * st.seconds:.0f} ms: rows {st.demand_points:,} → {st.rows:,}"
         f" ({st.merged:,} merged), columns {st.candidates:,} → {st.columns:,}"
         f" ({st.dominated:,} dominated)",
-        f"- `optimize` {limit:g} s: heuristics and local search {r.heuristic_seconds:.1f} s"
-        f" ({fmt(r.heuristic_objective)}), LP relaxation {r.lp_seconds:.1f} s"
-        + (f" (bound {fmt(r.lp_bound)}, {pct(relative_gap(r.objective, r.lp_bound))} above the"
-           f" siting)" if r.lp_bound is not None else "")
-        + f", sites fixed by reduced cost {r.fixed_out} to 0 and {r.fixed_in} to 1, HiGHS"
-        f" {r.mip_seconds:.1f} s; status `{r.status}`, siting from the {r.source}",
-    ]  # fmt: skip
+        f"- `optimize` {limit:g} s: {steps(r)}, sites fixed by reduced cost {r.fixed_out} to 0"
+        f" and {r.fixed_in} to 1, HiGHS {r.mip_seconds:.1f} s; status `{r.status}`, siting"
+        f" from the {r.source}",
+    ]
     for label, res in (("", r), (" (long run)", m.ours_long)):
         dec = res.decomposition if res is not None else None
         if dec is not None:
@@ -491,7 +519,8 @@ Reading the figures:
 - *Reduction.* Demand nodes that the same candidates reach become one row, candidates
   whose reach another contains leave, and nodes no candidate reaches leave the model.
 - *Siting.* Greedy + interchange stops in a local optimum; the iterated local search,
-  which has half of the time limit, adds to it. Its rounds bring in only sites near the
+  which has half of the time limit after the LP relaxation (solved first, so that a tight
+  bound ends the search at once), adds to it. Its rounds bring in only sites near the
   posts they perturbed (any post may still go), which makes a round two to three times
   cheaper at about the same gain per round; on the grid, more rounds raise the siting by
   more than the same seconds lower the bound. Which local optimum it ends in varies with
@@ -520,9 +549,8 @@ Reading the figures:
   it, the reduced model keeps a few dozen candidates and the run ends in seconds, proved
   optimal; the plain MIP and spopt, on the unreduced model with over two million
   non-zeros, find no siting within the limit. The 1-minute instance is solved exactly by
-  all three; `optimize` takes seconds there because the local search, which runs before
-  the LP relaxation, stops only after its patience (twice the number of columns, in
-  rounds) without a better siting — the LP then proves the siting optimal at once.
+  all three; in `optimize` the LP relaxation, solved before the local search, proves the
+  siting of greedy + interchange optimal, and the search runs no round.
 - *spopt* builds its model entry by entry in Python (a loop over all demand × candidate
   pairs of the dense cost matrix), so most of its time goes into building, before the
   same HiGHS solves the same formulation with binary coverage variables and stops at the

@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 import scipy.sparse as sp
@@ -50,6 +51,8 @@ from anwang.coverage.reduce import Reduction
 
 __all__ = [
     "HeuristicSolution",
+    "SearchEnd",
+    "SearchResult",
     "greedy",
     "greedy_interchange",
     "interchange",
@@ -241,6 +244,33 @@ def _neighbourhood(red: Reduction, j: int) -> IntArray:
     return cols
 
 
+class SearchEnd(StrEnum):
+    """Why :func:`perturb_and_search` stopped."""
+
+    TARGET = "target"
+    """The best siting reached the target value (for :func:`~anwang.coverage.optimize`:
+    it is within the gap tolerance of the bound)."""
+    PATIENCE = "patience"
+    """``patience`` rounds, or ``patience_s`` seconds, in a row without a new best."""
+    DEADLINE = "deadline"
+    ROUNDS = "rounds"
+    """``max_rounds`` rounds were run."""
+    STUCK = "stuck"
+    """No site can move: every one is fixed, or every column is chosen."""
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    cols: IntArray
+    """The best siting seen (columns of the reduction)."""
+    improved: int
+    """Rounds that found a new best."""
+    rounds: int
+    """Rounds run."""
+    end: SearchEnd
+    seconds: float
+
+
 def perturb_and_search(
     red: Reduction,
     cols: IntArray,
@@ -248,11 +278,13 @@ def perturb_and_search(
     deadline: float,
     max_rounds: int | None = None,
     patience: int | None = None,
+    patience_s: float | None = None,
+    target: float | None = None,
     seed: int = 0,
     max_free: int = 6,
     candidates: int = 4,
     local_swaps: bool = True,
-) -> tuple[IntArray, int]:
+) -> SearchResult:
     """Iterated local search around a local optimum (Lourenço, Martin & Stützle,
     "Iterated local search", in Glover & Kochenberger (eds.), Handbook of Metaheuristics,
     Kluwer 2003).
@@ -264,12 +296,16 @@ def perturb_and_search(
     the refill (any chosen site may still go), which makes a round two to three times
     cheaper on the benchmark's 1,800-column models at about the same gain per round:
     after a local perturbation the improving swaps are local too. The result replaces the
-    current siting when it is at least as good (so the search drifts across plateaus); the
-    best siting seen is returned with the number of rounds that improved on it. It stops
-    at the ``deadline`` (a :func:`time.perf_counter` instant), after ``max_rounds``
-    rounds, or after ``patience`` rounds in a row without a new best. Deterministic for a
-    given ``seed`` unless the deadline cuts it short.
+    current siting when it is at least as good (so the search drifts across plateaus).
+
+    It stops as soon as the best siting is worth at least ``target`` (checked before
+    every round, so a start already there runs none), at the ``deadline`` (a
+    :func:`time.perf_counter` instant), after ``max_rounds`` rounds, or after
+    ``patience`` rounds or ``patience_s`` seconds in a row without a new best.
+    Deterministic for a given ``seed`` unless the deadline or ``patience_s`` cuts it
+    short.
     """
+    t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     fixed = np.zeros(red.n_cols, dtype=np.bool_)
     fixed[red.fixed_cols] = True
@@ -280,15 +316,31 @@ def perturb_and_search(
     improved = 0
     rounds = 0
     since_best = 0
+    best_at = t0
     tol = 1e-12 * max(1.0, float(red.weights.sum()))
-    while time.perf_counter() < deadline and (max_rounds is None or rounds < max_rounds):
-        if patience is not None and since_best >= patience:
+    end = SearchEnd.DEADLINE
+    while True:
+        now = time.perf_counter()
+        if target is not None and best_value >= target:
+            end = SearchEnd.TARGET
+            break
+        if now >= deadline:
+            end = SearchEnd.DEADLINE
+            break
+        if max_rounds is not None and rounds >= max_rounds:
+            end = SearchEnd.ROUNDS
+            break
+        if (patience is not None and since_best >= patience) or (
+            patience_s is not None and now - best_at >= patience_s
+        ):
+            end = SearchEnd.PATIENCE
+            break
+        movable = current[~fixed[current]]
+        if movable.size == 0 or current.size >= red.n_cols:
+            end = SearchEnd.STUCK
             break
         rounds += 1
         since_best += 1
-        movable = current[~fixed[current]]
-        if movable.size == 0 or current.size >= red.n_cols:
-            break
         centre = int(rng.choice(movable))
         hood = _neighbourhood(red, centre)
         near = np.intersect1d(hood, movable)
@@ -326,7 +378,8 @@ def perturb_and_search(
             best, best_value = trial, value
             improved += 1
             since_best = 0
-    return best, improved
+            best_at = time.perf_counter()
+    return SearchResult(best, improved, rounds, end, time.perf_counter() - t0)
 
 
 def greedy_interchange(
@@ -347,14 +400,14 @@ def greedy_interchange(
     greedy_value = red.value(start)
     cols, swaps = interchange(red, start, deadline=deadline, max_swaps=max_swaps)
     if search_until is not None or max_rounds is not None or patience is not None:
-        cols, _ = perturb_and_search(
+        cols = perturb_and_search(
             red,
             cols,
             deadline=search_until if search_until is not None else math.inf,
             max_rounds=max_rounds,
             patience=patience,
             seed=seed,
-        )
+        ).cols
     sites = red.lift(cols)
     return HeuristicSolution(
         cols=cols,

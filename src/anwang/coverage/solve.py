@@ -42,19 +42,25 @@ bound). :class:`HighsSolver` is the production implementation (HiGHS via ``highs
 
 :func:`optimize`
 ----------------
-Reduce the model (:mod:`anwang.coverage.reduce`), run greedy + interchange and then an
-iterated local search (:mod:`anwang.coverage.heuristics`). Then, with a solver that can
-also relax (:class:`RelaxingSolver`, which :class:`HighsSolver` is):
+Reduce the model (:mod:`anwang.coverage.reduce`) and run greedy + interchange
+(:mod:`anwang.coverage.heuristics`); their submodularity bound may already prove the
+siting optimal. Then, with a solver that can also relax (:class:`RelaxingSolver`, which
+:class:`HighsSolver` is):
 
-1. the LP relaxation, whose duals give a bound (:func:`anwang.coverage.bound.dual_bound`)
-   and fix sites by reduced cost against the best siting
-   (:func:`~anwang.coverage.bound.fix_by_reduced_cost`);
-2. for the plain MCLP, the Lagrangian decomposition bound by region
+1. the LP relaxation, whose duals give a bound (:func:`anwang.coverage.bound.dual_bound`);
+   it comes before the local search, in the time the search leaves it, so that where it
+   is tight (a small model, or one greedy + interchange already solves) the run ends at
+   once instead of after the search's patience;
+2. the iterated local search, for its share of the time limit (not shortened by the
+   LP's seconds), until it finds a siting within the gap tolerance of the bound;
+3. fixing of sites by reduced cost against the best siting
+   (:func:`~anwang.coverage.bound.fix_by_reduced_cost`), from the LP's reduced costs;
+4. for the plain MCLP, the Lagrangian decomposition bound by region
    (:func:`~anwang.coverage.bound.decomposition_bound`), its regions solved by the same
    solver, for at most ``decomposition_share`` of the time left (by default all of it:
    the whole-model MIP moves the bound less than the regions do on the instances of
    ``bench/bench_siting.py``);
-3. the MIP on the model with the fixed sites, warm-started from the best siting when it
+5. the MIP on the model with the fixed sites, warm-started from the best siting when it
    keeps them, for the rest of the time (all of it without a decomposition, or whatever
    the regions leave when they all finish early).
 
@@ -62,7 +68,8 @@ Each step stops the run as soon as the best bound is within the solver's gap tol
 of the best siting. The better of the heuristic siting and the MIP incumbent is returned
 with the lowest of the bounds: submodularity, LP dual, decomposition, and the MIP's
 (taken as ``max(best siting, MIP bound)`` after fixing, which only excludes sitings no
-better than the best one). A solver without ``relax`` goes straight to step 3.
+better than the best one). A solver without ``relax`` runs the local search (against
+the submodularity bound) and then goes straight to step 5.
 
 What to expect: every bound here starts from the LP relaxation. Where demand is dense
 and continuous, fractional posts tile the dense core in a way whole posts cannot, and the
@@ -93,7 +100,12 @@ from anwang.coverage.bound import (
     dual_bound,
     fix_by_reduced_cost,
 )
-from anwang.coverage.heuristics import greedy_interchange
+from anwang.coverage.heuristics import (
+    SearchEnd,
+    greedy_interchange,
+    perturb_and_search,
+    upper_bound,
+)
 from anwang.coverage.model import CoverageProblem, FloatArray, IntArray, objective_value
 from anwang.coverage.reduce import Reduction, ReductionStats, identity, restrict
 from anwang.coverage.reduce import reduce as reduce_problem
@@ -555,6 +567,15 @@ class SitingResult:
     """Sites fixed to 1 by reduced cost (every better siting uses them)."""
     decomposition: DecompositionBound | None = None
     """The Lagrangian decomposition bound and how it was reached (None: not run)."""
+    search_rounds: int = 0
+    """Rounds of the iterated local search."""
+    search_seconds: float = 0.0
+    """Seconds of the iterated local search (part of ``heuristic_seconds``)."""
+    search_end: SearchEnd | None = None
+    """Why the local search stopped (None: it was not run)."""
+    lp_before_search: bool = False
+    """The LP relaxation was solved before the local search (its bound then stops the
+    search), not after it."""
 
     def as_dict(self) -> dict[str, object]:
         """Plain JSON-ready values (the CLI's ``--json``)."""
@@ -587,16 +608,19 @@ def optimize(
     wall clock for the whole call.
 
     Steps (module docstring): reduce the model (:func:`anwang.coverage.reduce.reduce`;
-    ``reduce=False`` keeps it as given, for comparison), greedy + interchange, iterated
-    local search for at most ``search_share`` of the time limit (and only while it keeps
-    finding better sitings: it gives up after ``max(20, min(2000, 2 × columns))`` rounds
-    without one); then the LP relaxation, reduced-cost fixing and — for the plain MCLP —
-    the decomposition bound over regions of about ``region_columns`` sites, for at most
+    ``reduce=False`` keeps it as given, for comparison), greedy + interchange; the LP
+    relaxation; the iterated local search for ``search_share`` of the time limit, counted
+    from the end of the LP (it stops early at a siting within the solver's gap tolerance
+    of the bound, and gives up after ``max(20, min(2000, 2 × columns))`` rounds without a
+    better siting or, the LP bound known, after ten times the LP's seconds, at least half
+    a second, without one); then reduced-cost fixing and — for the plain MCLP — the
+    decomposition bound over regions of about ``region_columns`` sites, for at most
     ``decomposition_share`` of the time then left; then the MIP, warm-started, for the
     rest. The defaults give half the limit to the local search: on the benchmark's dense
     instances more rounds of it raise the siting by more than the same seconds lower the
     bound. ``solver`` defaults to ``HighsSolver()`` (0.1 % relative gap), whose tolerance
-    also ends the run early. ``seed`` makes the local search reproducible.
+    also ends the run early. ``seed`` makes the local search reproducible (unless a time
+    limit cuts it short).
     """
     if not (isinstance(time_limit_s, int | float) and math.isfinite(time_limit_s)):
         raise ValidationFailed.on("time_limit_s", "must be a positive number of seconds")
@@ -613,22 +637,30 @@ def optimize(
     t0 = time.perf_counter()
     deadline = t0 + time_limit_s
     red = reduce_problem(problem) if reduce else identity(problem)
-    search = search_share > 0
-    heur = greedy_interchange(
-        red,
-        deadline=t0 + time_limit_s / 2,
-        search_until=t0 + search_share * time_limit_s if search else None,
-        patience=max(20, min(2000, 2 * red.n_cols)) if search else None,
-        seed=seed,
-    )
+    heur = greedy_interchange(red, deadline=t0 + time_limit_s / 2, seed=seed)
     solver = solver if solver is not None else HighsSolver()
     run = _Run(red, heur.cols, heur.bound, getattr(solver, "mip_rel_gap", 1e-3))
+    run.heuristic_seconds = heur.seconds
     free = red.n_cols - red.fixed_cols.size
     if red.n_rows == 0 or free <= red.p - red.fixed_cols.size or run.closed(strict=True):
         run.bound = run.value  # nothing to decide, or the bound meets the siting
         run.status = SolveStatus.OPTIMAL
     else:
-        run.improve(solver, deadline, decomposition_share, region_columns)
+        search_s = search_share * time_limit_s - (time.perf_counter() - t0)
+        if search_share > 0 and isinstance(solver, RelaxingSolver):
+            # the LP first, in the time the search leaves it; the search keeps its share
+            run.relax(solver, deadline - max(search_s, 0.0))
+            run.lp_before_search = run.lp is not None
+        if search_share > 0:  # stops before its first round if the LP closed the gap
+            run.search(
+                min(time.perf_counter() + max(search_s, 0.0), deadline),
+                patience=max(20, min(2000, 2 * red.n_cols)),
+                seed=seed,
+            )
+        if not run.closed():
+            run.improve(solver, deadline, decomposition_share, region_columns)
+        else:
+            run.status = SolveStatus.OPTIMAL
     sites = red.lift(run.best)
     objective = problem.objective(sites)
     bound = max(run.bound, objective)
@@ -646,8 +678,8 @@ def optimize(
         covered_weight=covered,
         covered_share=covered / total if total > 0 else 0.0,
         source=run.source,
-        heuristic_objective=heur.objective,
-        heuristic_seconds=heur.seconds,
+        heuristic_objective=problem.objective(red.lift(run.heuristic_best)),
+        heuristic_seconds=run.heuristic_seconds,
         mip_seconds=run.mip_seconds,
         reduction=red.stats,
         lp_bound=run.lp_bound,
@@ -655,6 +687,10 @@ def optimize(
         fixed_out=run.fixed_out,
         fixed_in=run.fixed_in,
         decomposition=run.decomposition,
+        search_rounds=run.search_rounds,
+        search_seconds=run.search_seconds,
+        search_end=run.search_end,
+        lp_before_search=run.lp_before_search,
     )
 
 
@@ -715,9 +751,26 @@ def _region_solver(
     return solve_region
 
 
+@dataclass(frozen=True, eq=False)
+class _Lp:
+    """The LP relaxation of the reduced model: its dual bound, the projected duals and
+    the reduced costs (:func:`anwang.coverage.bound.dual_bound`)."""
+
+    model: MipModel
+    bound: float
+    duals: FloatArray
+    reduced_costs: FloatArray
+
+
 class _Run:
-    """The state of one :func:`optimize` call after the heuristics: the best siting
+    """The state of one :func:`optimize` call after greedy + interchange: the best siting
     (columns of ``red``), the best bound, and what each step added."""
+
+    LP_PATIENCE = 10.0
+    """Once the LP bound is known, the local search gives up after this many times the
+    LP's seconds (at least :attr:`MIN_PATIENCE_S`) without a new best: on a small model
+    the solver, whose work the LP measures, then closes the gap sooner than more rounds."""
+    MIN_PATIENCE_S = 0.5
 
     def __init__(self, red: Reduction, best: IntArray, bound: float, tolerance: float) -> None:
         self.red = red
@@ -727,9 +780,17 @@ class _Run:
         self.tolerance = float(tolerance)
         self.status = SolveStatus.TIME_LIMIT
         self.source = "heuristic"
+        self.heuristic_best = best
+        self.heuristic_seconds = 0.0
+        self.search_rounds = 0
+        self.search_seconds = 0.0
+        self.search_end: SearchEnd | None = None
         self.mip_seconds = 0.0
+        self.lp_tried = False
+        self.lp_before_search = False
         self.lp_bound: float | None = None
         self.lp_seconds = 0.0
+        self.lp: _Lp | None = None
         self.fixed_out = 0
         self.fixed_in = 0
         self.decomposition: DecompositionBound | None = None
@@ -740,51 +801,89 @@ class _Run:
             return True
         return not strict and relative_gap(self.value, self.bound) <= self.tolerance
 
+    def target(self) -> float:
+        """The least value of a siting that :meth:`closed` accepts against the bound."""
+        b = self.bound
+        if not math.isfinite(b):
+            return math.inf
+        return b - max(self.tolerance / (1.0 + self.tolerance) * abs(b), 1e-9 * max(1.0, abs(b)))
+
+    def relax(self, solver: RelaxingSolver, until: float) -> None:
+        """The LP relaxation and its dual bound, by ``until`` (a perf_counter instant)."""
+        self.lp_tried = True
+        if time.perf_counter() >= until:
+            return
+        model = mclp_model(self.red)
+        lp = solver.relax(model, time_limit_s=until - time.perf_counter())
+        if lp is None:
+            return
+        self.lp_seconds = lp.seconds
+        d_bound, r, d = dual_bound(
+            model.objective, model.offset, model.matrix, model.row_lower,
+            model.row_upper, model.col_lower, model.col_upper, lp.row_duals,
+        )  # fmt: skip
+        self.lp_bound = d_bound
+        self.lp = _Lp(model, d_bound, r, d)
+        self.bound = min(self.bound, d_bound)
+
+    def search(self, until: float, *, patience: int, seed: int) -> None:
+        """The iterated local search from the best siting, until ``until``, its patience,
+        or a siting within tolerance of the bound known by then."""
+        patience_s = None
+        if self.lp_bound is not None:
+            patience_s = max(self.MIN_PATIENCE_S, self.LP_PATIENCE * self.lp_seconds)
+        found = perturb_and_search(
+            self.red, self.best, deadline=until, patience=patience, patience_s=patience_s,
+            target=self.target(), seed=seed,
+        )  # fmt: skip
+        self.search_rounds, self.search_end = found.rounds, found.end
+        self.search_seconds = found.seconds
+        self.heuristic_seconds += found.seconds
+        if found.improved:
+            self.best = self.heuristic_best = found.cols
+            self.value = self.red.value(found.cols)
+            # the submodular bound at the new siting may be the tighter one
+            self.bound = min(self.bound, upper_bound(self.red, found.cols))
+
     def improve(
         self, solver: Solver, deadline: float, share: float, region_columns: int
     ) -> None:
         red = self.red
         work, keep = red, np.arange(red.n_cols, dtype=np.int64)
         at_fixing = -math.inf  # the value fixings were made against
-        if isinstance(solver, RelaxingSolver) and time.perf_counter() < deadline:
-            model = mclp_model(red)
-            lp = solver.relax(model, time_limit_s=deadline - time.perf_counter())
-            if lp is not None:
-                self.lp_seconds = lp.seconds
-                d_bound, r, d = dual_bound(
-                    model.objective, model.offset, model.matrix, model.row_lower,
-                    model.row_upper, model.col_lower, model.col_upper, lp.row_duals,
+        if isinstance(solver, RelaxingSolver) and not self.lp_tried:
+            self.relax(solver, deadline)
+            if self.closed():
+                self.status = SolveStatus.OPTIMAL
+                return
+        lp = self.lp
+        if isinstance(solver, RelaxingSolver) and lp is not None and time.perf_counter() < deadline:
+            model, r, d, d_bound = lp.model, lp.duals, lp.reduced_costs, lp.bound
+            m = red.n_cols
+            zero, one = fix_by_reduced_cost(
+                d_bound, d[:m], model.col_lower[:m], model.col_upper[:m], self.value
+            )
+            self.fixed_out, self.fixed_in = int(zero.sum()), int(one.sum())
+            if red.backup_weight == 0 and share > 0:
+                left = deadline - time.perf_counter()
+                self.decomposition = decomposition_bound(
+                    red, r[: red.n_rows], float(r[red.n_rows]), self.best,
+                    _region_solver(solver), deadline=time.perf_counter() + share * left,
+                    target_columns=region_columns,
                 )  # fmt: skip
-                self.lp_bound = d_bound
-                self.bound = min(self.bound, d_bound)
+                self.bound = min(self.bound, self.decomposition.bound)
                 if self.closed():
                     self.status = SolveStatus.OPTIMAL
                     return
-                m = red.n_cols
-                zero, one = fix_by_reduced_cost(
-                    d_bound, d[:m], model.col_lower[:m], model.col_upper[:m], self.value
-                )
-                self.fixed_out, self.fixed_in = int(zero.sum()), int(one.sum())
-                if red.backup_weight == 0 and share > 0:
-                    left = deadline - time.perf_counter()
-                    self.decomposition = decomposition_bound(
-                        red, r[: red.n_rows], float(r[red.n_rows]), self.best,
-                        _region_solver(solver), deadline=time.perf_counter() + share * left,
-                        target_columns=region_columns,
-                    )  # fmt: skip
-                    self.bound = min(self.bound, self.decomposition.bound)
-                    if self.closed():
-                        self.status = SolveStatus.OPTIMAL
-                        return
-                if zero.any() or one.any():
-                    n_fixed = int(red.fixed_cols.size) + int(one.sum())
-                    if n_fixed > red.p or (red.exact_p and m - int(zero.sum()) < red.p):
-                        # no siting keeps every fixing: none is better than the best one
-                        self.bound = self.value
-                        self.status = SolveStatus.OPTIMAL
-                        return
-                    work, keep = restrict(red, zero=zero, one=one)
-                    at_fixing = self.value
+            if zero.any() or one.any():
+                n_fixed = int(red.fixed_cols.size) + int(one.sum())
+                if n_fixed > red.p or (red.exact_p and m - int(zero.sum()) < red.p):
+                    # no siting keeps every fixing: none is better than the best one
+                    self.bound = self.value
+                    self.status = SolveStatus.OPTIMAL
+                    return
+                work, keep = restrict(red, zero=zero, one=one)
+                at_fixing = self.value
         if time.perf_counter() >= deadline:
             return
         chosen = np.zeros(red.n_cols, dtype=np.bool_)

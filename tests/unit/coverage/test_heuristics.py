@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from anwang.coverage import CoverageProblem, identity, reduce
 from anwang.coverage.heuristics import (
+    SearchEnd,
     _State,
     greedy,
     greedy_interchange,
@@ -74,14 +75,38 @@ def test_search_improves_or_keeps_and_is_reproducible() -> None:
     prob = instance(4, n=800, m=120, p=10)
     red = reduce(prob)
     start, _ = interchange(red, greedy(red))
-    a, _ = perturb_and_search(red, start, deadline=float("inf"), max_rounds=40, seed=7)
-    b, _ = perturb_and_search(red, start, deadline=float("inf"), max_rounds=40, seed=7)
+    a = perturb_and_search(red, start, deadline=float("inf"), max_rounds=40, seed=7).cols
+    b = perturb_and_search(red, start, deadline=float("inf"), max_rounds=40, seed=7).cols
     assert np.array_equal(a, b)
     assert red.value(a) >= red.value(start)
     heur = greedy_interchange(red, max_rounds=40, seed=7)
     assert heur.objective == prob.objective(heur.sites) >= heur.greedy_objective
     assert heur.sites.size == prob.p
     assert heur.bound >= heur.objective
+
+
+def test_search_stops_at_its_target_and_its_patience() -> None:
+    prob = instance(4, n=800, m=120, p=10)
+    red = reduce(prob)
+    start, _ = interchange(red, greedy(red))
+    inf = float("inf")
+    full = perturb_and_search(red, start, deadline=inf, max_rounds=40, seed=7)
+    assert full.end is SearchEnd.ROUNDS and full.rounds == 40 and full.improved > 0
+    # a start already worth the target: no round at all
+    there = perturb_and_search(red, start, deadline=inf, target=red.value(start), seed=7)
+    assert there.end is SearchEnd.TARGET and there.rounds == 0
+    assert np.array_equal(there.cols, start) and there.improved == 0
+    # a target just above the start: the first better siting ends the search
+    first = perturb_and_search(
+        red, start, deadline=inf, max_rounds=40, target=red.value(start) + 0.5, seed=7
+    )
+    assert first.end is SearchEnd.TARGET and first.improved == 1
+    assert 0 < first.rounds <= full.rounds
+    # patience, in rounds or in seconds, without a better siting
+    rounds = perturb_and_search(red, full.cols, deadline=inf, patience=3, seed=7)
+    assert rounds.end is SearchEnd.PATIENCE and rounds.rounds >= 3
+    seconds = perturb_and_search(red, start, deadline=inf, patience_s=0.0, seed=7)
+    assert seconds.end is SearchEnd.PATIENCE and seconds.rounds == 0
 
 
 def test_interchange_limited_to_candidates_brings_in_only_those() -> None:
@@ -111,8 +136,8 @@ def test_search_with_local_swaps_keeps_a_feasible_siting() -> None:
     red = identity(prob)
     start, _ = interchange(red, greedy(red))
     for local in (True, False):
-        cols, _ = perturb_and_search(
+        cols = perturb_and_search(
             red, start, deadline=float("inf"), max_rounds=30, seed=1, local_swaps=local
-        )
+        ).cols
         assert cols.size == prob.p and 3 in cols
         assert red.value(cols) >= red.value(start)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,12 +19,15 @@ from anwang.coverage import (
     MipResult,
     MipStatus,
     SolveStatus,
+    heuristics,
     identity,
     mclp_model,
     optimize,
     reduce,
 )
-from anwang.coverage.solve import FloatArray
+from anwang.coverage.heuristics import SearchEnd
+from anwang.coverage.model import IntArray
+from anwang.coverage.solve import FloatArray, LpResult
 
 
 def instance(seed: int, n: int = 600, m: int = 80, p: int = 8, **kw: object) -> CoverageProblem:
@@ -73,6 +77,77 @@ def test_optimize_reports_a_consistent_result() -> None:
     d = res.as_dict()
     assert set(d) >= {"objective", "bound", "gap", "status", "seconds", "sites"}
     assert d["status"] == "optimal" and d["sites"] == res.sites.tolist()
+
+
+class CountingHighs:
+    """HiGHS, counting the LP relaxations and MIPs it is asked for."""
+
+    mip_rel_gap = 1e-3
+
+    def __init__(self) -> None:
+        self.highs = HighsSolver(mip_rel_gap=self.mip_rel_gap)
+        self.relaxed = 0
+        self.solved = 0
+
+    def relax(self, model: MipModel, *, time_limit_s: float | None = None) -> LpResult | None:
+        self.relaxed += 1
+        return self.highs.relax(model, time_limit_s=time_limit_s)
+
+    def solve(
+        self,
+        model: MipModel,
+        *,
+        start: FloatArray | None = None,
+        time_limit_s: float | None = None,
+        mip_rel_gap: float | None = None,
+    ) -> MipResult:
+        self.solved += 1
+        return self.highs.solve(
+            model, start=start, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap
+        )
+
+
+def test_a_tight_lp_ends_the_run_before_the_local_search_spends_its_patience(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # greedy + interchange is already optimal here and the LP relaxation proves it; the
+    # submodularity bound (far above) does not, so the run needs the LP, which comes
+    # before the local search: no round of it is run, rather than its patience of
+    # 2 × columns rounds without a better siting
+    prob = instance(1)
+    red = reduce(prob)
+    interchanges = 0
+    interchange = heuristics.interchange
+
+    def counted(*args: Any, **kwargs: Any) -> tuple[IntArray, int]:
+        nonlocal interchanges
+        interchanges += 1
+        return interchange(*args, **kwargs)
+
+    monkeypatch.setattr(heuristics, "interchange", counted)
+    solver = CountingHighs()
+    res = optimize(prob, solver=solver, time_limit_s=60)
+    assert interchanges == 1  # greedy + interchange's own; every round runs one more
+    assert res.status is SolveStatus.OPTIMAL
+    assert res.lp_before_search and res.lp_bound is not None
+    assert res.lp_bound == pytest.approx(res.objective, rel=1e-9)
+    assert res.search_end is SearchEnd.TARGET
+    assert res.search_rounds == 0 < 2 * red.n_cols
+    assert solver.relaxed == 1 and solver.solved == 0
+    assert res.source == "heuristic" and res.objective == res.heuristic_objective
+    assert res.gap <= 1e-9
+
+
+def test_a_loose_lp_leaves_the_local_search_to_run_and_the_mip_to_close() -> None:
+    # here the LP bound is the optimum, which the local search does not find: it runs
+    # after the LP, gives up without reaching the bound, and the MIP closes the gap
+    prob = instance(1, n=1500, m=200, p=12)
+    res = optimize(prob, time_limit_s=60)
+    assert res.lp_before_search and res.lp_bound is not None
+    assert res.search_rounds > 0 and res.search_end is SearchEnd.PATIENCE
+    assert res.heuristic_objective < res.lp_bound
+    assert res.status is SolveStatus.OPTIMAL and res.source == "mip"
+    assert res.heuristic_seconds >= res.search_seconds > 0
 
 
 def test_the_heuristic_siting_stands_when_the_solver_has_nothing() -> None:
