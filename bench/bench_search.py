@@ -635,15 +635,17 @@ def bare_plate(dialect: str, pattern: str) -> tuple[str, dict[str, Any]]:
     # Without a run of three known characters, one '?' written as each character plates
     # hold makes one (the patterns the search expands it into).
     expanded = search.expand_unknown(pattern) or [pattern]
-    if dialect != "sqlite":
-        return "plate LIKE :like", {"like": like}
     if len(expanded) > 1 and search._anchored_expansion(pattern, expanded[0]):
+        # Both databases compare plates byte-wise (PostgreSQL by the column's "C"
+        # collation): a prefix range per expansion, LIKE on an expression no index holds.
         ranges, params = [], {"like": like}
         for i, p in enumerate(expanded):
             pre = re.split(r"[?*]", p)[0]
             ranges.append(f"(plate >= :lo{i} AND plate < :hi{i})")
-            params.update({f"lo{i}": pre, f"hi{i}": pre[:-1] + chr(ord(pre[-1]) + 1)})
-        return (f"({' OR '.join(ranges)}) AND plate LIKE :like", params)
+            params.update({f"lo{i}": pre, f"hi{i}": search._after(pre)})
+        return (f"({' OR '.join(ranges)}) AND (plate || '') LIKE :like", params)
+    if dialect != "sqlite":
+        return "plate LIKE :like", {"like": like}
     runs = [r for r in re.split(r"[?*]", pattern) if len(r) >= 3]
     match = (" AND ".join(f'"{r}"' for r in runs) if runs else
              " OR ".join(search._expansion_phrase(pattern, p) for p in expanded)
@@ -1085,14 +1087,18 @@ def intro(params: Params) -> str:
         "from or with an outage in it.",
         "- A partial plate with a run of three or more known characters is found through "
         "the trigram index (FTS5 on SQLite, `pg_trgm` on PostgreSQL), over the whole "
-        "month, then narrowed to the window. One without (`苏D?23*`, `*3?8K*`) has its "
-        "`?` written as each of the 76 characters plates hold, which gives every "
-        "expansion a run of three (`苏DA23`, `3A8K`, …): on SQLite OR'ed FTS5 phrases or, "
-        "for a `?` in the fixed start (`苏D?23*`), OR'ed prefix ranges of the `(plate, "
-        "captured_at)` index, whose entries answer the window before a row is read; "
-        "`plate LIKE ANY(…)` on PostgreSQL (a bitmap scan of the trigram index per "
-        "expansion; for `苏D?23*` the plain `LIKE`, whose anchored trigrams measured "
-        "faster there); each candidate checked again. The matches are read once, "
+        "month, then narrowed to the window; on PostgreSQL, when the run is the plate's "
+        "fixed start (`苏DA1?34`), the planner may take that start from the `LIKE` to the "
+        "`(plate, captured_at)` index instead, window included (the `plate` column has the "
+        "`\"C\"` collation, so it compares plates byte-wise, as SQLite does). One without "
+        "(`苏D?23*`, `*3?8K*`) has its `?` written as each of the 76 characters plates "
+        "hold, which gives every expansion a run of three (`苏DA23`, `3A8K`, …): for a `?` "
+        "in the fixed start (`苏D?23*`), on both databases, OR'ed prefix ranges of the "
+        "`(plate, captured_at)` index, one per expansion, whose entries answer the window "
+        "before a row is read (on PostgreSQL a bitmap index scan per range on each day "
+        "partition); otherwise OR'ed FTS5 phrases on SQLite and `plate LIKE ANY(…)` on "
+        "PostgreSQL (a bitmap scan of the trigram index per expansion); each candidate "
+        "checked again. The matches are read once, "
         "key and checkpoint only — the checkpoints with hits and the earliest 1,001 keys "
         "— and then those reads by their key: one pass where there were two.",
         "- An area search takes the read positions inside the area from `read_locations` "

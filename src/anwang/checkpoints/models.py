@@ -104,8 +104,11 @@ class PlateRead(JurisdictionScoped, Base):
     when the day has left the window. On SQLite, the FTS5 trigram table
     ``plate_reads_fts`` indexes ``plate``, kept in step by triggers.
 
-    Indexes: ``(plate, captured_at)`` serves exact-plate searches in a time window and,
-    on SQLite, the prefix range of partial patterns that have no three-character run;
+    Indexes: ``(plate, captured_at)`` serves exact-plate searches in a time window and
+    the prefix ranges of partial patterns with an unknown in their fixed start
+    (``苏D?23*``), and may serve the fixed start of other patterns (on PostgreSQL the
+    planner takes it from the ``LIKE``; on SQLite the search writes it out for a pattern
+    without a run of three);
     ``captured_at`` serves the purge and area searches; ``(checkpoint_code,
     captured_at)`` serves health and checkpoint searches. ``ix_plate_reads_plate_trgm``
     is a ``pg_trgm`` GIN index on PostgreSQL, for partial patterns (``LIKE '%D1_3%'``);
@@ -120,8 +123,13 @@ class PlateRead(JurisdictionScoped, Base):
     checkpoint_code: Mapped[str] = mapped_column(String(40), ForeignKey("checkpoints.code"))
     captured_at: Mapped[datetime] = mapped_column(primary_key=True, index=True)
     received_at: Mapped[datetime]
-    #: The normalised plate text (:func:`anwang.checkpoints.plates.normalise`).
-    plate: Mapped[str] = mapped_column(String(16))
+    #: The normalised plate text (:func:`anwang.checkpoints.plates.normalise`). Compared
+    #: byte-wise on both databases — SQLite compares all text so, PostgreSQL by the
+    #: column's ``"C"`` collation (migration ``0009``) — so that a range of the
+    #: ``(plate, captured_at)`` index from a prefix holds exactly the plates with it.
+    plate: Mapped[str] = mapped_column(
+        String(16).with_variant(String(16, collation="C"), "postgresql")
+    )
     #: The plate's kind by the plate rules (``ordinary``, ``new_energy_small``, ...).
     plate_kind: Mapped[str | None] = mapped_column(String(30))
     plate_color: Mapped[str | None] = mapped_column(String(12))

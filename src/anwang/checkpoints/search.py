@@ -8,21 +8,26 @@ caller's jurisdiction are found (the session's scope). A checkpoint that was off
 not yet registered, during the window is reported as *no data* rather than *no hit*.
 
 Partial plates: on PostgreSQL ``LIKE`` served by the ``pg_trgm`` GIN index of each day
-partition. On SQLite, when the pattern has a literal run of three or more characters,
-the FTS5 trigram index ``plate_reads_fts`` (:mod:`anwang.checkpoints.storage`) finds the
-candidate rows and ``LIKE`` checks them. A pattern without such a run, but with a ``?``
-that joins runs into one of three (``*3?8K*``, ``苏D?23*``), is expanded: the ``?`` is
-written as each character a plate can hold (:data:`PLATE_ALPHABET`), and the expansions'
-runs serve the index: ``plate LIKE ANY(...)`` on PostgreSQL (a bitmap scan per
-expansion, each candidate rechecked; a ``?`` in the fixed start keeps the plain
-``LIKE``, whose anchored trigrams serve it better there); on SQLite OR'ed FTS5 phrases
-(``LIKE`` checking each candidate) or, when the ``?`` is in the pattern's fixed start,
-OR'ed prefix ranges of the ``(plate, captured_at)`` index, whose entries answer the time
-window before any row is read. Any other pattern uses the prefix range of its fixed
-start on the ``(plate, captured_at)`` index plus ``LIKE``, or ``LIKE`` over
-the time window when it starts with a wildcard. A partial plate's matches are then read
-in one pass, key and checkpoint only, for both the checkpoints with hits and the first
-reads in time order (:func:`_matches_in_one_pass`).
+partition or, for a pattern with a fixed start, by the range of the ``(plate,
+captured_at)`` index that the planner takes from that start (the ``plate`` column has
+the ``"C"`` collation, so it compares plates byte-wise, as SQLite does). On SQLite, when
+the pattern has a literal run of three or more characters, the FTS5 trigram index
+``plate_reads_fts`` (:mod:`anwang.checkpoints.storage`) finds the candidate rows and
+``LIKE`` checks them. A pattern without such a run, but with a ``?`` that joins runs
+into one of three (``*3?8K*``, ``苏D?23*``), is expanded: the ``?`` is written as each
+character a plate can hold (:data:`PLATE_ALPHABET`), and the expansions' runs serve the
+index. When the ``?`` is in the pattern's fixed start (``苏D?23*``), on both databases:
+OR'ed prefix ranges of the ``(plate, captured_at)`` index, one per expansion
+(``plate >= '苏DA23' AND plate < '苏DA24'``), whose entries answer the time window
+before any row is read (on PostgreSQL a bitmap index scan per range on each day
+partition), and ``LIKE`` checking the rows found. Elsewhere (``*3?8K*``): ``plate LIKE
+ANY(...)`` on PostgreSQL (a bitmap scan of the trigram index per expansion, each
+candidate rechecked); on SQLite OR'ed FTS5 phrases, ``LIKE`` checking each candidate.
+On SQLite any other pattern uses the prefix range of its fixed start on the ``(plate,
+captured_at)`` index plus ``LIKE``, or ``LIKE`` over the time window when it starts
+with a wildcard. A partial plate's matches are then read in one pass, key and checkpoint
+only, for both the checkpoints with hits and the first reads in time order
+(:func:`_matches_in_one_pass`).
 
 Areas: the read positions inside the area come from ``read_locations`` (a row per
 checkpoint and position, with the span of its reads there), not from the window's reads;
@@ -290,14 +295,15 @@ def _anchored_expansion(pattern: str, expansion: str) -> bool:
     return not any(c in "?*" for c in pattern[: _written(pattern, expansion)])
 
 
-def _prefix_ranges(session: Session, plate: str) -> bool:
+def _prefix_ranges(plate: str) -> bool:
     """Whether the plate condition is a union of prefix ranges of the ``(plate,
-    captured_at)`` index: on SQLite, for a pattern expanded at a character of its fixed
-    start. (SQLite compares text byte-wise, so a prefix range is exact; PostgreSQL
-    compares by the column's collation, and keeps to the trigram index.)"""
-    if session.get_bind().dialect.name != "sqlite":
+    captured_at)`` index: for a pattern expanded at a character of its fixed start. Both
+    databases compare plates byte-wise — SQLite all text, PostgreSQL the ``plate``
+    column by its ``"C"`` collation — so the plates in the range from a prefix to the
+    prefix with its last character raised by one are exactly those that start with it."""
+    if "?" not in plate and "*" not in plate:
         return False
-    expanded = expand_unknown(plate) if ("?" in plate or "*" in plate) else None
+    expanded = expand_unknown(plate)
     return expanded is not None and _anchored_expansion(plate, expanded[0])
 
 
@@ -322,6 +328,14 @@ def _like(pattern: str) -> str:
     return pattern.replace("?", "_").replace("*", "%")
 
 
+def _after(prefix: str) -> str:
+    """The least string above every string that starts with ``prefix``, compared
+    byte-wise (code point order, in UTF-8): the prefix with its last character raised
+    by one (past the surrogates, which UTF-8 does not encode)."""
+    code = ord(prefix[-1]) + 1
+    return prefix[:-1] + chr(0xE000 if 0xD800 <= code <= 0xDFFF else code)
+
+
 def plate_clause(session: Session, plate: str) -> ColumnElement[bool]:
     """The condition on ``plate_reads`` for a normalised plate or partial pattern
     (``?`` one character, ``*`` any run), in the form the session's database has an
@@ -330,11 +344,28 @@ def plate_clause(session: Session, plate: str) -> ColumnElement[bool]:
         return PlateRead.plate == plate
     clause: ColumnElement[bool] = PlateRead.plate.like(_like(plate))
     expanded = expand_unknown(plate)
+    if _prefix_ranges(plate):
+        assert expanded is not None
+        # The written character is in the pattern's fixed start (苏D?23*): each
+        # expansion is a narrow prefix range of the (plate, captured_at) index, whose
+        # entries also answer the time window, so only matches are looked up (on
+        # PostgreSQL a bitmap index scan per range on each day partition, OR'ed).
+        ranges = []
+        for p in expanded:
+            prefix = re.split(r"[?*]", p)[0]
+            ranges.append(and_(PlateRead.plate >= prefix, PlateRead.plate < _after(prefix)))
+        # The pattern's LIKE checks the rows the ranges find. It is written on an
+        # expression that no index holds: on the plate itself, PostgreSQL's planner
+        # would take the LIKE to the trigram index (and, the column being "C"-collated,
+        # its fixed start to the plate index: 苏D, most of the reads) instead of the
+        # ranges, misjudging how many rows its trigrams select.
+        unindexed = PlateRead.plate + literal_column("''")
+        return and_(or_(*ranges), unindexed.like(_like(plate)))
     if session.get_bind().dialect.name != "sqlite":
-        if expanded is None or _anchored_expansion(plate, expanded[0]):
-            # PostgreSQL's pg_trgm GIN index serves the LIKE. (For a '?' in the fixed
-            # start, the anchored LIKE's own trigrams measured faster than the
-            # expansions': 1.1 s against 1.4 s for 苏D?23* over 20 million reads.)
+        if expanded is None:
+            # PostgreSQL's pg_trgm GIN index serves the LIKE; so may the (plate,
+            # captured_at) index, for the prefix the planner takes from an anchored
+            # LIKE on the "C"-collated column.
             return clause
         # One LIKE per expansion, each with a run of three for the GIN index (a bitmap
         # scan per array element). Together they select what the pattern selects; the
@@ -342,17 +373,6 @@ def plate_clause(session: Session, plate: str) -> ColumnElement[bool]:
         # the index instead.
         likes = literal([_like(p) for p in expanded], ARRAY(String))
         return PlateRead.plate.like(any_(likes))
-    if _prefix_ranges(session, plate):
-        assert expanded is not None
-        # The written character is in the pattern's fixed start (苏D?23*): each
-        # expansion is a narrow prefix range of the (plate, captured_at) index, whose
-        # entries also answer the time window, so only matches are looked up.
-        ranges = []
-        for p in expanded:
-            prefix = re.split(r"[?*]", p)[0]
-            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-            ranges.append(and_(PlateRead.plate >= prefix, PlateRead.plate < upper))
-        return and_(or_(*ranges), clause)
     if expanded is None:
         query = storage.fts_query(plate)
     else:
@@ -369,8 +389,7 @@ def plate_clause(session: Session, plate: str) -> ColumnElement[bool]:
     if prefix:
         # SQLite compares text byte-wise: the prefix range is exact and uses the
         # (plate, captured_at) index.
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        clause = and_(PlateRead.plate >= prefix, PlateRead.plate < upper, clause)
+        clause = and_(PlateRead.plate >= prefix, PlateRead.plate < _after(prefix), clause)
     return clause
 
 
@@ -436,9 +455,11 @@ def _where(
     """The conditions of a search (None: the area holds no read location)."""
     assert terms.start is not None and terms.end is not None
     at: Any = PlateRead.captured_at
-    if terms.plate is not None and _prefix_ranges(session, terms.plate):
+    if terms.plate is not None and _prefix_ranges(terms.plate) \
+            and session.get_bind().dialect.name == "sqlite":
         # "+captured_at": SQLite then takes the prefix ranges of the plate index (and
-        # tests the window on its entries) rather than walking the window.
+        # tests the window on its entries) rather than walking the window. (PostgreSQL
+        # needs no hint, and prunes its day partitions on the plain column.)
         at = type_coerce(literal_column(f"+{PlateRead.__tablename__}.captured_at"),
                          PlateRead.captured_at.type)
     conds: list[ColumnElement[bool]] = [at >= terms.start, at <= terms.end]
@@ -476,12 +497,18 @@ def _fetch(session: Session, keys: list[_Key], limit: int) -> list[PlateRead]:
     if not wanted:
         return []
     # In pieces of whole capture instants, in time order: each piece is one statement on
-    # the key, ordered by the database, and the pieces follow each other in time.
+    # the key, ordered by the database, and the pieces follow each other in time. On
+    # PostgreSQL a piece also ends with its UTC day, so that its ids are looked up in that
+    # day's partition alone rather than in every partition its span reaches.
+    by_day = session.get_bind().dialect.name == "postgresql"
     ordered = sorted(wanted, key=lambda k: k[0])
     out: list[PlateRead] = []
     i = 0
     while i < len(ordered) and len(out) <= limit:
         j = min(i + 2000, len(ordered))
+        if by_day:
+            day = storage.day_of(ordered[i][0])
+            j = next((m for m in range(i + 1, j) if storage.day_of(ordered[m][0]) != day), j)
         while j < len(ordered) and ordered[j][0] == ordered[j - 1][0]:
             j += 1
         part = ordered[i:j]

@@ -1,6 +1,7 @@
 """The ways a search finds its reads — a checkpoint's index, one pass over a partial
 plate's matches, each read location of an area on its own or the window in time order,
-the trigram index with a ``?`` expanded — all give what the plain query gives: the same
+the trigram index with a ``?`` expanded, prefix ranges of the plate index for a ``?`` in
+the fixed start — all give what the plain query gives: the same
 reads in the same order (``captured_at, id``, ties included), the same truncation, the
 same checkpoints with hits and so the same coverage. And ``read_locations``, which area
 searches start from, covers every stored read, survives the purge safely, and is what the
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from anwang.checkpoints import reads, search, service, storage
@@ -214,6 +215,7 @@ TERMS: list[dict[str, Any]] = [
     {"plate": "苏D?23*"},
     {"plate": "苏D*2?"},
     {"plate": "苏D?23*", **WHOLE},
+    {"plate": "苏DA*"},
     {"plate": "*3?8K*", "checkpoint": "A-1"},
 ]
 
@@ -412,6 +414,148 @@ def test_the_plate_condition_finds_what_like_finds(
         found = set(s.scalars(select(PlateRead.id).where(search.plate_clause(s, pattern))))
         plain = set(s.scalars(select(PlateRead.id).where(PlateRead.plate.like(like))))
     assert found == plain == {f"p{i}" for i, p in enumerate(plates) if _matches(pattern, p)}
+
+
+# --- a '?' in the fixed start: prefix ranges of the plate index, on both databases ------
+
+#: Patterns whose '?' is in the fixed start and joins a run of three: one prefix range of
+#: the (plate, captured_at) index per character a plate can hold.
+FIXED_START = ["苏D?23*", "苏D?2*", "苏?A2*", "苏D?23?", "苏D?2*K"]
+#: Plates around those ranges (苏D023 up to 苏D024, …, 苏D黑23 up to 苏D黑24): at a bound,
+#: just inside and just outside it, the first and last characters of the digits, the
+#: letters and the province characters (whose UTF-8 bytes follow every ASCII byte), and
+#: lowercase letters, which no stored plate holds but which a linguistic collation sorts
+#: beside their capitals — orders in which it and a byte-wise comparison disagree.
+EDGE_PLATES = [
+    "苏D023", "苏D0231", "苏D024", "苏D0229", "苏D02", "苏D0", "苏D923", "苏D9239",
+    "苏DA23", "苏DA23ab", "苏DA23挂", "苏DA24", "苏DA2a", "苏DA2Z", "苏DA2黑", "苏DA3",
+    "苏DZ23", "苏DZ22", "苏D云23", "苏D黑23", "苏D黑24", "苏D黑2", "苏d023", "苏dA23",
+    "苏Da23", "苏Da2", "苏Db23",
+    "苏DA23K", "苏DA23KK", "苏DA2K", "苏京A2", "苏苏A21", "苏黑A3", "苏0A2", "京DA23",
+    "苏E023", "苏C923",
+]
+
+
+def _written_in(pattern: str, plate: str) -> bool:
+    """Whether ``plate`` matches ``pattern`` with each '?' standing for a character a
+    stored plate can hold (:data:`search.PLATE_ALPHABET`), as the expansions do."""
+    one = "[" + re.escape(search.PLATE_ALPHABET) + "]"
+    rx = "".join(one if c == "?" else ".*" if c == "*" else re.escape(c) for c in pattern)
+    return re.fullmatch(rx, plate) is not None
+
+
+def _store_plates(db: Database, plates: list[str], at: datetime) -> None:
+    with db.unit_of_work(info=CITY) as s:
+        if s.scalar(select(Checkpoint.id).where(Checkpoint.code == "C1")) is None:
+            service.create_checkpoint(
+                s,
+                data=CheckpointCreate(
+                    code="C1", name="C1", kind="police_checkpoint", lat=31.7, lon=119.8
+                ),
+                actor="test",
+            )
+        storage.ensure_partitions(s, days=[at.date(), (at - timedelta(days=2)).date()])
+        s.execute(delete(PlateRead))
+        rows = [(f"p{i}", p, at) for i, p in enumerate(plates)]
+        # The same plates two days earlier, outside the window searched.
+        rows += [(f"o{i}", p, at - timedelta(days=2)) for i, p in enumerate(plates)]
+        if not rows:
+            return
+        s.execute(
+            insert(PlateRead),
+            [
+                {
+                    "id": rid,
+                    "checkpoint_code": "C1",
+                    "captured_at": t,
+                    "received_at": t,
+                    "plate": p,
+                    "direction": "in",
+                    "lat": 0.0,
+                    "lon": 0.0,
+                    "hit": False,
+                }
+                for rid, p, t in rows
+            ],
+        )
+
+
+def test_a_fixed_start_unknown_is_served_by_prefix_ranges(db: Database) -> None:
+    _store_plates(db, EDGE_PLATES, T0)
+    with db.unit_of_work(readonly=True, info=CITY) as s:
+        dialect = s.get_bind().dialect
+        for pattern in FIXED_START:
+            assert search._prefix_ranges(pattern)
+            sql = str(search.plate_clause(s, pattern).compile(dialect=dialect))
+            # One range per character a plate can hold, and neither trigram index.
+            assert sql.count("plate_reads.plate >= ") == len(search.PLATE_ALPHABET), pattern
+            assert sql.count("plate_reads.plate < ") == len(search.PLATE_ALPHABET), pattern
+            assert "ANY" not in sql.upper() and storage.FTS_TABLE not in sql, pattern
+            terms = search.SearchTerms(
+                case_ref="C-1", reason=REASON, plate=pattern,
+                start=T0 - timedelta(hours=1), end=T0 + timedelta(hours=1),
+            )
+            conds = search._where(s, terms, None)
+            assert conds is not None
+            found = set(s.scalars(select(PlateRead.id).where(*conds)))
+            wanted = {f"p{i}" for i, p in enumerate(EDGE_PLATES) if _written_in(pattern, p)}
+            assert wanted, pattern
+            assert found == wanted, pattern
+        if dialect.name == "postgresql":
+            # The ranges are exact because the column, in the table and in each day
+            # partition, compares byte-wise.
+            collations = dict(s.execute(text(
+                "SELECT table_name, collation_name FROM information_schema.columns "
+                "WHERE column_name = 'plate' AND table_name LIKE 'plate_reads%'"
+            )).all())
+            assert len(collations) >= 3 and set(collations.values()) == {"C"}, collations
+
+
+def test_the_plate_column_compares_byte_wise(db: Database) -> None:
+    """Plates sort as their UTF-8 bytes (code points) on both databases, so a range from a
+    prefix holds exactly the plates that start with it."""
+    _store_plates(db, EDGE_PLATES, T0)
+    with db.unit_of_work(readonly=True, info=CITY) as s:
+        ordered = list(s.scalars(
+            select(PlateRead.plate).where(PlateRead.captured_at == T0).order_by(PlateRead.plate)
+        ))
+        assert ordered == sorted(EDGE_PLATES)
+        assert [p.encode() for p in ordered] == sorted(p.encode() for p in EDGE_PLATES)
+        for prefix in ("苏D0", "苏DA2", "苏DA23", "苏D黑", "苏d"):
+            inside = set(s.scalars(select(PlateRead.plate).where(
+                PlateRead.captured_at == T0, PlateRead.plate >= prefix,
+                PlateRead.plate < search._after(prefix),
+            )))
+            assert inside == {p for p in EDGE_PLATES if p.startswith(prefix)}, prefix
+
+
+def test_a_partial_plate_over_several_days_gives_the_plain_answer(db: Database) -> None:
+    """Matches spread over four days (four partitions on PostgreSQL, fetched a day at a
+    time), many of them sharing their capture instant, cut at every kind of limit."""
+    rng = random.Random(11)
+    plates = ["苏DA23", "苏D0231", "苏DZ23K", "苏D黑23", "苏DA24", "苏DA2", "京A23X", "苏DA23挂"]
+    instants = [T0 - timedelta(days=3) + timedelta(minutes=rng.randrange(0, 4 * 24 * 60))
+                for _ in range(60)]
+    instants += [datetime.combine(T0.date() - timedelta(days=d), datetime.min.time(), UTC)
+                 for d in range(3)]  # at midnight, the first instant of a partition
+    _store_plates(db, [], T0)
+    with db.unit_of_work(info=CITY) as s:
+        storage.ensure_partitions(s, days=sorted({t.date() for t in instants}))
+        s.execute(insert(PlateRead), [
+            {"id": f"m{i:03d}", "checkpoint_code": "C1", "captured_at": t, "received_at": t,
+             "plate": rng.choice(plates), "direction": "in", "lat": 0.0, "lon": 0.0,
+             "hit": False}
+            for i, t in enumerate(rng.choice(instants) for _ in range(300))
+        ])
+    for pattern in ("苏D?23*", "苏DA*", "*A23*"):
+        for limit in (1, 2, 7, 40, 150, 1000):
+            result, checked = run(db, plate=pattern, start=T0 - timedelta(days=3), end=NOW,
+                                  limit=limit)
+            with db.unit_of_work(readonly=True, info=CITY) as s:
+                ids, truncated, hits = expected(s, checked)
+            assert [r.id for r in result.reads] == ids, (pattern, limit)
+            assert result.truncated == truncated, (pattern, limit)
+            assert {c.checkpoint for c in result.coverage} >= hits
 
 
 @pytest.mark.parametrize("probe_all", [False, True], ids=["one-by-one", "in-time-order"])

@@ -56,10 +56,30 @@ def _diff(url: str) -> list[object]:
         engine.dispose()
 
 
+def _collation_diff(url: str) -> list[tuple[str, str, str | None, str | None]]:
+    """(table, column, the models' collation, the database's) where they differ — which
+    the comparison above leaves out."""
+    engine = create_engine(url)
+    try:
+        inspector = sa.inspect(engine)
+        out = []
+        for table in Base.metadata.sorted_tables:
+            reflected = {c["name"]: c["type"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                want = getattr(column.type.dialect_impl(engine.dialect), "collation", None)
+                have = getattr(reflected[column.name], "collation", None)
+                if want != have:
+                    out.append((table.name, column.name, want, have))
+        return out
+    finally:
+        engine.dispose()
+
+
 def test_upgrade_matches_the_models(empty_url: str) -> None:
     migrate.upgrade(empty_url)
     assert migrate.current(empty_url) == migrate.head_revision()
     assert _diff(empty_url) == []
+    assert _collation_diff(empty_url) == []
 
 
 def test_downgrade_and_upgrade_again(empty_url: str) -> None:
@@ -70,6 +90,7 @@ def test_downgrade_and_upgrade_again(empty_url: str) -> None:
     assert migrate.current(empty_url) is None
     migrate.upgrade(empty_url)
     assert _diff(empty_url) == []
+    assert _collation_diff(empty_url) == []
 
 
 def test_audit_log_is_append_only_on_postgresql(empty_pg_url: str) -> None:
@@ -172,3 +193,111 @@ def test_read_partitions_upgrade_and_downgrade_keep_the_reads(empty_url: str) ->
     finally:
         engine.dispose()
     assert _diff(empty_url) == []
+
+
+# --- 0009: plates compared byte-wise on PostgreSQL (the "C" collation) ---------------------
+
+BEFORE_PLATE_COLLATION = "0008"
+PLATE_COLLATION = "0009"
+#: Lowercase, digits, capitals and province characters: a linguistic collation
+#: interleaves them, a byte-wise comparison does not.
+COLLATED_PLATES = ["苏DA23", "苏Da23", "苏D023", "苏DA24", "苏DB1", "京A00001", "苏d023"]
+
+
+def _plate_collations(engine: sa.Engine) -> dict[str, str | None]:
+    """The collation of ``plate`` in ``plate_reads`` and in each of its day partitions."""
+    with engine.connect() as c:
+        return dict(c.execute(text(
+            "SELECT table_name, collation_name FROM information_schema.columns "
+            "WHERE column_name = 'plate' AND table_name LIKE 'plate_reads%' "
+            "AND table_name NOT LIKE 'plate_reads_fts%'")).all())
+
+
+def _plate_indexes(engine: sa.Engine) -> dict[str, tuple[str, str | None]]:
+    """Each day partition's index on the plate -> (the partitioned index it belongs to,
+    its collation)."""
+    with engine.connect() as c:
+        return {name: (parent, coll) for name, parent, coll in c.execute(text(
+            "SELECT i.relname, p.relname, co.collname FROM pg_inherits h "
+            "JOIN pg_class i ON i.oid = h.inhrelid JOIN pg_class p ON p.oid = h.inhparent "
+            "JOIN pg_index x ON x.indexrelid = i.oid "
+            "LEFT JOIN pg_collation co ON co.oid = x.indcollation[0] "
+            "WHERE p.relname IN ('ix_plate_reads_plate_captured_at', 'ix_plate_reads_plate_trgm')"
+        ))}
+
+
+def test_plate_collation_upgrade_and_downgrade_keep_the_reads(empty_url: str) -> None:
+    from alembic import command
+
+    from anwang.checkpoints import storage
+
+    t0 = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
+    migrate.upgrade(empty_url, BEFORE_PLATE_COLLATION)
+    engine = create_engine(empty_url)
+    pg = engine.dialect.name == "postgresql"
+    try:
+        with engine.begin() as c:
+            c.execute(text(
+                "INSERT INTO checkpoints (code, name, kind, lat, lon, directions, lanes, "
+                "active, silence_threshold_s, created_at, updated_at) VALUES ('C1', 'c', "
+                "'police_checkpoint', 0, 0, '[]', 1, true, 600, :t, :t)"), {"t": t0})
+            if pg:
+                for day in (t0.date(), (t0 + timedelta(hours=1)).date()):
+                    c.execute(text(storage.partition_ddl(day)))
+            c.execute(sa.insert(_reads_table()), [
+                _read(f"r{i}", plate, t0 + timedelta(hours=i % 2))
+                for i, plate in enumerate(COLLATED_PLATES)
+            ])
+        before = _stored(engine)
+        if pg:
+            assert set(_plate_collations(engine).values()) == {None}
+            with engine.connect() as c:
+                # Too few rows for autovacuum to have analysed them.
+                assert c.execute(text(
+                    "SELECT count(*) FROM pg_stats WHERE attname = 'plate' "
+                    "AND tablename LIKE 'plate_reads%'")).scalar() == 0
+
+        migrate.upgrade(empty_url, PLATE_COLLATION)
+        assert _stored(engine) == before
+        with engine.connect() as c:
+            ordered = list(
+                c.execute(text("SELECT plate FROM plate_reads ORDER BY plate")).scalars())
+            in_range = set(c.execute(text(
+                "SELECT plate FROM plate_reads WHERE plate >= '苏DA2' AND plate < '苏DA3'"
+            )).scalars())
+        assert ordered == sorted(COLLATED_PLATES)  # code points: UTF-8 bytes
+        assert in_range == {"苏DA23", "苏DA24"}
+        if pg:
+            collations = _plate_collations(engine)
+            # The table, the reads' two days and the day the table was partitioned.
+            assert {"plate_reads", "plate_reads_p20261120", "plate_reads_p20261121"} \
+                <= set(collations)
+            assert set(collations.values()) == {"C"}
+            # Both plate indexes of each partition built again, under their partitioned
+            # index, with the column's collation.
+            partitions = len(collations) - 1
+            indexes = _plate_indexes(engine)
+            assert sorted(indexes.values()) == [
+                ("ix_plate_reads_plate_captured_at", "C")] * partitions + [
+                ("ix_plate_reads_plate_trgm", "C")] * partitions
+            with engine.connect() as c:
+                # The statistics PostgreSQL drops with the change are gathered again.
+                assert c.execute(text(
+                    "SELECT count(*) FROM pg_stats WHERE attname = 'plate' "
+                    "AND tablename LIKE 'plate_reads%'")).scalar() >= 3
+
+        command.downgrade(migrate.alembic_config(empty_url), BEFORE_PLATE_COLLATION)
+        assert _stored(engine) == before
+        if pg:
+            assert _plate_collations(engine) == dict.fromkeys(collations)
+            assert sorted(indexes) == sorted(_plate_indexes(engine))
+            assert {coll for _, coll in _plate_indexes(engine).values()} == {"default"}
+        migrate.upgrade(empty_url)
+        assert _stored(engine) == before
+        if pg:
+            assert set(_plate_collations(engine).values()) == {"C"}
+    finally:
+        engine.dispose()
+    assert _diff(empty_url) == []
+    assert _collation_diff(empty_url) == []
+
