@@ -394,11 +394,13 @@ def scan_offline(session: Session, *, now: datetime, directory: Directory) -> in
     """Mark every watched device past its deadline offline and raise its maintenance
     alarm; returns how many went offline.
 
-    One UPDATE finds and marks them all (``online AND offline_after < now``, an index
-    range); the alarms go in with one bulk INSERT that skips a device whose offline
-    alarm is somehow still up. One audit entry records the scan with the count per
-    community, and one event per community tells its people (an outage silences many
-    devices at once; one notice per device would bury the feed).
+    One UPDATE finds and marks them all (``online AND offline_after < now``, over the
+    whole status table: the deadline is not indexed, see
+    :class:`anwang.communities.models.DeviceStatus`); the alarms go in with one bulk
+    INSERT that skips a device whose offline alarm is somehow still up. One audit entry
+    records the scan with the count per community, and one event per community tells
+    its people (an outage silences many devices at once; one notice per device would
+    bury the feed).
 
     On PostgreSQL the UPDATE returns each device's community and kind (joined from the
     registry), and the INSERT builds the alarm rows in the database — ``INSERT …

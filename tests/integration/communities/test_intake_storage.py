@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from anwang.communities import handlers
+from anwang.communities import handlers, intake
 from anwang.communities.models import DeviceEvent, DeviceSample, DeviceStatus
 from anwang.infra.mqtt import Message
 from anwang.settings import Settings
@@ -197,3 +197,31 @@ def test_batches_judged_at_once_lock_in_the_order_they_came(
         assert st.metrics == {"battery_pct": 50 + (1001 if d < 2 else 199) % 40}
     gate = kit.alarms(kind="gate_forced")
     assert len(gate) == 4 and [a.count for a in gate] == [100] * 4  # each event once
+
+
+def test_a_status_rewrite_touches_no_index(kit: Kit) -> None:
+    """The columns every message changes (last seen, offline deadline, rules' state...)
+    are in no index, so on PostgreSQL the status row's new version is a heap-only tuple
+    (no index entry written) — and on both databases no index is kept per message."""
+    kit.device("cp-hot")
+    kit.ingest(kit.telemetry("cp-hot", later(0), temperature_c=40))
+    with kit.db.unit_of_work() as s:
+        conn = s.connection()
+        report = intake.ingest(
+            s, messages=[kit.telemetry("cp-hot", later(10), temperature_c=41,
+                                       received=later(10))], now=later(10))
+        assert report.accepted == 1
+        if conn.dialect.name == "postgresql":
+            upd, hot = conn.exec_driver_sql(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+                "WHERE relname = 'device_status'").one()
+            assert upd >= 1 and hot == upd
+            options = conn.exec_driver_sql(
+                "SELECT reloptions FROM pg_class WHERE relname = 'device_status'").scalar()
+            assert "fillfactor=50" in (options or [])
+        else:
+            indexed = {row[2] for ix in conn.exec_driver_sql(
+                "SELECT name FROM pragma_index_list('device_status')").all()
+                for row in conn.exec_driver_sql(f"PRAGMA index_info('{ix[0]}')").all()}
+            assert indexed <= {"device_id"}
+    assert status(kit, "cp-hot").offline_after == later(10 + 3 * 60)

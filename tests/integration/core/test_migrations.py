@@ -301,3 +301,31 @@ def test_plate_collation_upgrade_and_downgrade_keep_the_reads(empty_url: str) ->
     assert _diff(empty_url) == []
     assert _collation_diff(empty_url) == []
 
+
+def test_device_status_rewritten_in_place_up_and_down(empty_url: str) -> None:
+    """0010 drops the index on the offline deadline and, on PostgreSQL, leaves half of
+    each status page free; downgrading restores both."""
+    from alembic import command
+
+    def state() -> tuple[bool, list[str] | None]:
+        engine = create_engine(empty_url)
+        try:
+            names = {ix["name"] for ix in sa.inspect(engine).get_indexes("device_status")}
+            options = None
+            if engine.dialect.name == "postgresql":
+                with engine.connect() as c:
+                    options = c.execute(text(
+                        "SELECT reloptions FROM pg_class WHERE relname = 'device_status'"
+                    )).scalar()
+            return "ix_device_status_online_offline_after" in names, options
+        finally:
+            engine.dispose()
+
+    pg = empty_url.startswith("postgresql")
+    migrate.upgrade(empty_url)
+    assert state() == (False, ["fillfactor=50"] if pg else None)
+    command.downgrade(migrate.alembic_config(empty_url), "0009")
+    assert state() == (True, None)
+    migrate.upgrade(empty_url)
+    assert state() == (False, ["fillfactor=50"] if pg else None)
+    assert _diff(empty_url) == []
