@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request, Response
@@ -150,6 +151,8 @@ def _resolve(state: AppState, kind: CredentialKind, token: str) -> Principal:
     after that unit has committed, so an expired session stays marked ended."""
     error: NotAuthenticated | None = None
     principal: Principal | None = None
+    if kind == "apikey":
+        return _resolve_api_key(state, token)
     with state.db.unit_of_work(info={"scope": Scope(None)}) as session:
         try:
             if kind == "apikey":
@@ -166,6 +169,25 @@ def _resolve(state: AppState, kind: CredentialKind, token: str) -> Principal:
             error.headers.setdefault("WWW-Authenticate", "Bearer")
         raise error
     assert principal is not None
+    return principal
+
+
+def _resolve_api_key(state: AppState, token: str) -> Principal:
+    """An API key, resolved in a read-only unit of work: a device posting many batches
+    does not take SQLite's writer lock to be recognised (and wait there for other
+    writers); ``last_used_at`` is written, in a unit of its own, at most once a minute."""
+    with state.db.unit_of_work(readonly=True, info={"scope": Scope(None)}) as session:
+        try:
+            row = service.resolve_api_key(session, key=token, touch=False)
+        except NotAuthenticated as exc:
+            exc.headers.setdefault("WWW-Authenticate", "Bearer")
+            raise
+        principal = apikey_principal(row)
+        now = datetime.now(UTC)
+        due = service.api_key_due_touch(row, now)
+    if due:
+        with state.db.unit_of_work(info={"scope": Scope(None)}) as session:
+            service.touch_api_key(session, key_id=principal.id, now=now)
     return principal
 
 

@@ -38,7 +38,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from pyotp.exceptions import OTPVerificationError
 from shapely.geometry import Point, shape
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -706,9 +706,11 @@ def create_api_key(
     return key, row
 
 
-def resolve_api_key(session: Session, *, key: str, now: datetime | None = None) -> ApiKey:
+def resolve_api_key(session: Session, *, key: str, now: datetime | None = None,
+                    touch: bool = True) -> ApiKey:
     """The active key that ``key`` is. Unknown, malformed or revoked → NotAuthenticated.
-    ``last_used_at`` is written at most every :data:`APIKEY_TOUCH_INTERVAL`."""
+    ``last_used_at`` is written at most every :data:`APIKEY_TOUCH_INTERVAL` — not at
+    all with ``touch=False`` (a read-only unit of work; see :func:`api_key_due_touch`)."""
     m = _APIKEY.fullmatch(key)
     row = (
         session.scalar(select(ApiKey).where(ApiKey.prefix == m.group(1))) if m else None
@@ -719,10 +721,23 @@ def resolve_api_key(session: Session, *, key: str, now: datetime | None = None) 
         raise NotAuthenticated("The API key has been revoked.",
                                code="anwang.auth.apikey_revoked")
     now = _now(now)
-    if row.last_used_at is None or now - row.last_used_at >= APIKEY_TOUCH_INTERVAL:
+    if touch and api_key_due_touch(row, now):
         row.last_used_at = now
         session.flush()
     return row
+
+
+def api_key_due_touch(row: ApiKey, now: datetime) -> bool:
+    """Whether the key's ``last_used_at`` is older than :data:`APIKEY_TOUCH_INTERVAL`."""
+    return row.last_used_at is None or now - row.last_used_at >= APIKEY_TOUCH_INTERVAL
+
+
+def touch_api_key(session: Session, *, key_id: int, now: datetime) -> None:
+    """Move the key's ``last_used_at`` to ``now`` (never back)."""
+    session.execute(
+        update(ApiKey).where(ApiKey.id == key_id,
+                             or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now))
+        .values(last_used_at=now))
 
 
 def list_api_keys(session: Session, *, within: Scope | None = None) -> Sequence[ApiKey]:

@@ -254,7 +254,6 @@ async def read_batch(request: Request, principal: Device, state: StateDep) -> li
 def post_reads(
     principal: Device,
     items: Annotated[list[Any], Depends(read_batch)],
-    session: DbSession,
     state: StateDep,
 ) -> IngestOut:
     """Take in up to 10,000 plate reads (a JSON array, or NDJSON).
@@ -265,11 +264,21 @@ def post_reads(
     read with its ``index``, a ``code`` and a ``detail``. 200 even when some or all
     reads are rejected.
     """
-    report = reads.ingest_reads(
-        session, items=items, source=f"apikey:{principal.name}",
-        retention_hours=state.settings.read_retention_hours,
-        store=reads.store_inline(session, in_process_bus=isinstance(state.bus, InProcessBus)),
-    )
+    # Two units of work: the checks only read, and on SQLite run outside the writer lock
+    # — while the request before this one inserts and commits (its fsync) — so that
+    # concurrent posts overlap; then one unit finds the new reads and stores or queues
+    # them, committed before the answer.
+    info = {"scope": principal.scope, "principal": principal}
+    retention = state.settings.read_retention_hours
+    with state.db.unit_of_work(readonly=True, info=info) as session:
+        checked = reads.check_reads(session, items=items, retention_hours=retention)
+    with state.db.unit_of_work(info=info) as session:
+        report = reads.ingest_reads(
+            session, items=items, source=f"apikey:{principal.name}",
+            retention_hours=retention, checked=checked,
+            store=reads.store_inline(session,
+                                     in_process_bus=isinstance(state.bus, InProcessBus)),
+        )
     return IngestOut(accepted=report.accepted, duplicates=report.duplicates,
                      rejected=report.rejected, alerts=report.alerts)
 

@@ -528,29 +528,25 @@ def store_inline(session: Session, *, in_process_bus: bool) -> bool:
     return in_process_bus and session.get_bind().dialect.name == "sqlite"
 
 
-def ingest_reads(
-    session: Session,
-    *,
-    items: Sequence[Any],
-    source: str,
-    retention_hours: int,
-    now: datetime | None = None,
-    publish: bool = True,
-    store: bool = False,
-    correlation_id: str | None = None,
-) -> IngestReport:
-    """Validate a batch, find the new reads, count their watch-list hits and (when
-    ``publish``) queue them for storage as ``read_batch.received`` events — or, when
-    ``store``, store them in this unit of work with :func:`store_reads` (the embedded
-    mode: with the in-process bus there is no other process to hand them to, and storing
-    inline saves the event's outbox row, its JSON round trip and a second match).
+@dataclass(frozen=True)
+class CheckedReads:
+    """A batch validated against its checkpoints (:func:`check_reads`): what
+    :func:`ingest_reads` does before it looks at stored reads."""
 
-    ``items`` are decoded JSON values (or :class:`Malformed` lines). Checkpoints are
-    looked up in the session's scope, so a device key of one district cannot post for
-    another district's checkpoints. ``alerts`` counts the new reads with at least one
-    hit; the alerts themselves are raised by :func:`store_reads`. Nothing is written
-    here but the outbox rows of the events.
-    """
+    now: datetime
+    valid: list[tuple[int, ValidRead]]
+    rejected: list[Rejection]
+    checkpoints: dict[str, CheckpointInfo]
+
+
+def check_reads(
+    session: Session, *, items: Sequence[Any], retention_hours: int,
+    now: datetime | None = None,
+) -> CheckedReads:
+    """Validate a batch: its checkpoints looked up in the session's scope, each item
+    checked on its own. Only reads: on SQLite a request runs it in a read-only unit of
+    work, outside the writer lock, so that it overlaps the writes of the request before
+    (``POST /api/v1/reads``)."""
     if len(items) > MAX_BATCH:
         raise ValidationFailed.on("reads", f"at most {MAX_BATCH} reads per batch",
                                   code="anwang.checkpoints.batch_too_large")
@@ -576,6 +572,38 @@ def ingest_reads(
         items, checkpoints=found, active=active,
         now=now, retention=timedelta(hours=retention_hours),
     )
+    return CheckedReads(now, valid, rejected, found)
+
+
+def ingest_reads(
+    session: Session,
+    *,
+    items: Sequence[Any],
+    source: str,
+    retention_hours: int,
+    now: datetime | None = None,
+    publish: bool = True,
+    store: bool = False,
+    correlation_id: str | None = None,
+    checked: CheckedReads | None = None,
+) -> IngestReport:
+    """Validate a batch, find the new reads, count their watch-list hits and (when
+    ``publish``) queue them for storage as ``read_batch.received`` events — or, when
+    ``store``, store them in this unit of work with :func:`store_reads` (the embedded
+    mode: with the in-process bus there is no other process to hand them to, and storing
+    inline saves the event's outbox row, its JSON round trip and a second match).
+
+    ``items`` are decoded JSON values (or :class:`Malformed` lines). Checkpoints are
+    looked up in the session's scope, so a device key of one district cannot post for
+    another district's checkpoints. ``alerts`` counts the new reads with at least one
+    hit; the alerts themselves are raised by :func:`store_reads`. Nothing is written
+    here but the outbox rows of the events. ``checked``: the batch already validated
+    by :func:`check_reads` (in another unit of work, with the same scope).
+    """
+    if checked is None:
+        checked = check_reads(session, items=items, retention_hours=retention_hours, now=now)
+    now, valid, rejected, found = (checked.now, checked.valid, checked.rejected,
+                                   checked.checkpoints)
     report = IngestReport(rejected=rejected)
     stored = existing_read_ids(
         session, ids=[r.id for _, r in valid],

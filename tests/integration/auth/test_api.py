@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import pytest
@@ -19,6 +20,7 @@ from anwang.auth.deps import (
     OptionalPrincipal,
     sign_in,
 )
+from anwang.auth.models import ApiKey
 from anwang.auth.permissions import Action, Role, allowed
 from anwang.core.audit import AuditEntry
 from anwang.core.db import Database
@@ -349,3 +351,32 @@ def test_every_api_route_needs_credentials_unless_public(app: FastAPI) -> None:
             url = re.sub(r"\{[^}]+\}", "1", path)
             r = c.request(method, url)
             assert r.status_code == 401, f"{method} {path} answered {r.status_code}"
+
+
+def test_a_key_records_its_last_use_at_most_once_a_minute(
+        client: TestClient, kit: AuthKit, db: Database) -> None:
+    with db.unit_of_work() as s:
+        key, row = service.create_api_key(s, name="cam-lu", role="device")
+        key_id = row.id
+
+    def last_used() -> datetime | None:
+        with db.unit_of_work(readonly=True) as s:
+            found = s.get(ApiKey, key_id)
+            assert found is not None
+            return found.last_used_at
+
+    assert last_used() is None
+    assert client.get("/api/v1/me", headers=kit.bearer(key)).status_code == 200
+    first = last_used()
+    assert first is not None
+    assert client.get("/api/v1/me", headers=kit.bearer(key)).status_code == 200
+    assert last_used() == first  # within the minute: not written again
+    # Once the minute has passed it moves on — and a touch never moves it back.
+    with db.unit_of_work() as s:
+        s.get(ApiKey, key_id).last_used_at = first - timedelta(minutes=2)  # type: ignore[union-attr]
+    assert client.get("/api/v1/me", headers=kit.bearer(key)).status_code == 200
+    moved = last_used()
+    assert moved is not None and moved >= first
+    with db.unit_of_work() as s:
+        service.touch_api_key(s, key_id=key_id, now=first - timedelta(hours=1))
+    assert last_used() == moved

@@ -66,17 +66,17 @@ def assert_problem(r: Any, status: int, code: str, retry_after: str | None = Non
 
 @pytest.fixture
 def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, list[int]]]:
-    """Ingestion waits on the event (inside its transaction) until released."""
+    """Ingestion waits on the event (in its checks, before it writes) until released."""
     release = threading.Event()
     entered: list[int] = []
-    real = reads.ingest_reads
+    real = reads.check_reads
 
     def held(session: Any, **kw: Any) -> Any:
         entered.append(1)
         assert release.wait(30)
         return real(session, **kw)
 
-    monkeypatch.setattr(reads, "ingest_reads", held)
+    monkeypatch.setattr(reads, "check_reads", held)
     yield release, entered
     release.set()
 

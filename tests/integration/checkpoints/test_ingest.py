@@ -5,11 +5,13 @@ reads that were really inserted."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from anwang.auth import service as auth_service
 from anwang.checkpoints import reads
@@ -260,3 +262,43 @@ def test_the_real_watchlist_is_consulted_without_error(cams: Kit) -> None:
     cams.drain()
     assert [x.hit for x in cams.stored()] == [False]
     assert not cams.client.app.state.anwang.bus.dead  # type: ignore[attr-defined]
+
+
+def test_a_post_checks_its_reads_while_another_unit_of_work_writes(
+        cams: Kit, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks of a POST only read: they run before its own write unit, so on SQLite
+    they go on while another request holds the writer lock (and commits)."""
+    writing, release = threading.Event(), threading.Event()
+    checked_while_held: list[bool] = []
+    real = reads.check_reads
+
+    def spy(*args: Any, **kwargs: Any) -> reads.CheckedReads:
+        checked_while_held.append(not release.is_set())
+        return real(*args, **kwargs)
+
+    # A first post: the key's last use is written now, not again within the minute.
+    assert cams.post_reads([a_read(at=now() - timedelta(minutes=2))]).status_code == 200
+    monkeypatch.setattr(reads, "check_reads", spy)
+
+    def hold() -> None:
+        with db.unit_of_work() as s:
+            s.execute(update(Checkpoint).where(Checkpoint.code == "W-02")
+                      .values(name="W-02 renamed"))
+            writing.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert writing.wait(10)
+    answers: list[Any] = []
+    poster = threading.Thread(
+        target=lambda: answers.append(cams.post_reads([a_read(at=now() - timedelta(minutes=1))])))
+    poster.start()
+    deadline = time.monotonic() + 5
+    while not checked_while_held and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    holder.join(10)
+    poster.join(30)
+    assert checked_while_held == [True]
+    assert answers[0].status_code == 200 and answers[0].json()["accepted"] == 1
