@@ -492,7 +492,10 @@ def main() -> None:
         "waited for SQLite's write lock in its busy handler, which sleeps in growing "
         "steps and tries again; since writers in one process queue at a process-wide "
         "lock and are woken as the one before commits (`core.db`), a POST of 1,000 reads "
-        "waits only for the one ahead of it.",
+        "waits only for the one ahead of it. A POST takes that lock only to find its new "
+        "reads and store them: its device key is recognised (the key's last use written "
+        "at most once a minute) and its reads checked in read-only units of work before, "
+        "while the POST ahead of it inserts and commits.",
         "",
         f"Command: `python bench/bench_ingest.py --exact {args.exact} --partial "
         f"{args.partial} --reads {args.reads} --batches {args.batches} --http-reads "
