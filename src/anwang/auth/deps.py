@@ -148,20 +148,18 @@ def _credentials(request: Request) -> tuple[CredentialKind, str] | None:
 
 def _resolve(state: AppState, kind: CredentialKind, token: str) -> Principal:
     """Resolve credentials in a unit of work of their own. A refusal is raised only
-    after that unit has committed, so an expired session stays marked ended."""
-    error: NotAuthenticated | None = None
-    principal: Principal | None = None
+    after that unit has committed, so an expired session stays marked ended. (API keys:
+    :func:`_resolve_api_key`.)"""
     if kind == "apikey":
         return _resolve_api_key(state, token)
+    error: NotAuthenticated | None = None
+    principal: Principal | None = None
     with state.db.unit_of_work(info={"scope": Scope(None)}) as session:
         try:
-            if kind == "apikey":
-                principal = apikey_principal(service.resolve_api_key(session, key=token))
-            else:
-                user, auth = service.resolve_session(
-                    session, token=token, kind=kind, settings=state.settings
-                )
-                principal = user_principal(user, auth)
+            user, auth = service.resolve_session(
+                session, token=token, kind=kind, settings=state.settings
+            )
+            principal = user_principal(user, auth)
         except NotAuthenticated as exc:
             error = exc
     if error is not None:
