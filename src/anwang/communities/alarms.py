@@ -134,6 +134,7 @@ def apply(
     these alarms meanwhile.
     """
     out = Applied()
+    entries: list[dict[str, Any]] = []  # audit entries, appended at the end in one go
     keys = {active_key(info.id, t.rule.id) for info, t in transitions}
     keys |= {active_key(info.id, OFFLINE_RULE) for info, _ in came_back}
     open_by_key: dict[str, DeviceAlarm] = {}
@@ -150,7 +151,7 @@ def apply(
         alarm = open_by_key.pop(active_key(info.id, OFFLINE_RULE), None)
         if alarm is not None:
             _clear(session, alarm, at=now, by=SYSTEM_ACTOR, directory=directory,
-                   detail={"back_at": _utc(ts).isoformat()})
+                   detail={"back_at": _utc(ts).isoformat()}, entries=entries)
             out.cleared.append(alarm.id)
 
     for info, t in transitions:
@@ -160,7 +161,8 @@ def apply(
             if alarm is not None:
                 del open_by_key[key]
                 repeats.pop(alarm.id, None)
-                _clear(session, alarm, at=now, by=SYSTEM_ACTOR, directory=directory)
+                _clear(session, alarm, at=now, by=SYSTEM_ACTOR, directory=directory,
+                       entries=entries)
                 out.cleared.append(alarm.id)
             continue
         if alarm is not None:  # "repeat", or a "raise" whose alarm is still up
@@ -170,7 +172,7 @@ def apply(
             r[2] = t.value if t.value is not None else r[2]
             out.repeats += 1
             continue
-        alarm = _raise(session, info, t, now=now, directory=directory)
+        alarm = _raise(session, info, t, now=now, directory=directory, entries=entries)
         open_by_key[key] = alarm
         out.raised.append(alarm.id)
 
@@ -185,11 +187,21 @@ def apply(
             [{"b_id": aid, "b_n": n, "b_ts": _utc(ts), "b_value": v}
              for aid, (n, ts, v) in sorted(repeats.items())],
         )
+    audit.record_many(session, entries)
     return out
 
 
+def _audit(session: Session, entries: list[dict[str, Any]] | None, **entry: Any) -> None:
+    """Record the entry now, or add it to ``entries`` for one :func:`audit.record_many`."""
+    if entries is None:
+        audit.record(session, **entry)
+    else:
+        entries.append(entry)
+
+
 def _raise(session: Session, info: DeviceInfo, t: Transition, *, now: datetime,
-           directory: Directory | None) -> DeviceAlarm:
+           directory: Directory | None,
+           entries: list[dict[str, Any]] | None = None) -> DeviceAlarm:
     rule = t.rule
     detail = dict(t.detail or {})
     if info.floor is not None and "floor" not in detail:
@@ -207,8 +219,8 @@ def _raise(session: Session, info: DeviceInfo, t: Transition, *, now: datetime,
         jurisdiction_code=info.jurisdiction,
     )
     session.add(alarm)
-    audit.record(
-        session, "anwang.communities.alarm.raised", actor=f"device:{info.id}",
+    _audit(
+        session, entries, action="anwang.communities.alarm.raised", actor=f"device:{info.id}",
         actor_role="device", subject=alarm.id, jurisdiction=info.jurisdiction,
         data={"device": info.id, "rule": rule.id, "kind": rule.alarm,
               "severity": str(rule.severity), "value": t.value,
@@ -222,7 +234,8 @@ def _raise(session: Session, info: DeviceInfo, t: Transition, *, now: datetime,
 
 def _clear(session: Session, alarm: DeviceAlarm, *, at: datetime, by: str,
            directory: Directory | None = None, role: str | None = None,
-           note: str | None = None, detail: dict[str, Any] | None = None) -> None:
+           note: str | None = None, detail: dict[str, Any] | None = None,
+           entries: list[dict[str, Any]] | None = None) -> None:
     alarm.status = AlarmStatus.CLEARED
     alarm.active_key = None
     alarm.escalate_at = None
@@ -230,8 +243,8 @@ def _clear(session: Session, alarm: DeviceAlarm, *, at: datetime, by: str,
     alarm.cleared_by = by
     if note:
         alarm.note = note
-    audit.record(
-        session, "anwang.communities.alarm.cleared", actor=by,
+    _audit(
+        session, entries, action="anwang.communities.alarm.cleared", actor=by,
         actor_role=role or ("system" if by == SYSTEM_ACTOR else None), subject=alarm.id,
         jurisdiction=alarm.jurisdiction_code,
         data={"device": alarm.device_id, "rule": alarm.rule_id, "by_hand": by != SYSTEM_ACTOR,
@@ -363,9 +376,15 @@ def scan_escalations(session: Session, *, now: datetime, limit: int = 1000) -> i
     )
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    names: dict[str, str | None] = {}
+    due = list(session.scalars(stmt.execution_options(skip_scope=True)))
+    codes = sorted({a.community_code for a in due})
+    names: dict[str, str | None] = {
+        code: name for code, name in session.execute(
+            select(Community.code, Community.name).where(Community.code.in_(codes)))
+    } if codes else {}
+    entries: list[dict[str, Any]] = []
     n = 0
-    for alarm in session.scalars(stmt.execution_options(skip_scope=True)):
+    for alarm in due:
         if alarm.escalate_at is None or alarm.escalate_at > now:
             continue
         levels = ROUTES[alarm.route]  # type: ignore[index]
@@ -375,18 +394,21 @@ def scan_escalations(session: Session, *, now: datetime, limit: int = 1000) -> i
         alarm.level += 1
         alarm.escalated_at = now
         alarm.escalate_at = _escalate_at(alarm.route, alarm.level, alarm.escalate_every_s, now)
-        audit.record(
-            session, "anwang.communities.alarm.escalated", actor=SYSTEM_ACTOR,
-            actor_role="system", subject=alarm.id, jurisdiction=alarm.jurisdiction_code,
-            data={"device": alarm.device_id, "level": alarm.level,
-                  "to": levels[alarm.level]},
-            at=now,
-        )
-        if alarm.community_code not in names:
-            names[alarm.community_code] = _community_of(session, alarm)
+        entries.append({
+            "action": "anwang.communities.alarm.escalated", "actor": SYSTEM_ACTOR,
+            "actor_role": "system", "subject": alarm.id,
+            "jurisdiction": alarm.jurisdiction_code,
+            "data": {"device": alarm.device_id, "level": alarm.level,
+                     "to": levels[alarm.level]},
+            "at": now,
+        })
         publish_after_commit(session, events.alarm_event(
-            events.ESCALATED, alarm, community_name=names[alarm.community_code]))
+            events.ESCALATED, alarm, community_name=names.get(alarm.community_code)))
         n += 1
+    # One audit entry per alarm, appended together: the audit writer lock, which every
+    # alarm raised by the intake also needs, is held for a few statements, not for four
+    # per escalated alarm.
+    audit.record_many(session, entries)
     return n
 
 

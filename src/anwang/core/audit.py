@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from sqlalchemy import JSON, BigInteger, Integer, String, Text, select, text
+from sqlalchemy import JSON, BigInteger, Integer, String, Text, insert, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from anwang.core.db import Base
@@ -161,6 +161,53 @@ def record(
     session.execute(text("UPDATE audit_head SET hash = :h WHERE id = 1"), {"h": h})
     session.flush()
     return entry
+
+
+#: The keywords an entry of :func:`record_many` may have (``action`` is required).
+ENTRY_FIELDS = frozenset({"action", "actor", "actor_role", "subject", "reason", "case_ref",
+                          "result_count", "jurisdiction", "data", "at"})
+
+
+def record_many(session: Session, entries: Sequence[Mapping[str, Any]]) -> int:
+    """Append several entries, in order, in the caller's transaction; returns how many.
+
+    Each entry holds :func:`record`'s keywords. The chain is the same as that many calls
+    of :func:`record` would make, but the sequence numbers are claimed with one
+    statement, the rows go in with one multi-row insert and the head is moved once: the
+    writer lock, held until the transaction ends, is then taken for a few statements,
+    not for four per entry. For steps that touch many subjects at once (an escalation
+    scan, a batch of device messages raising alarms)."""
+    if not entries:
+        return 0
+    _create_head(session)
+    last, prev = session.execute(
+        text("UPDATE audit_head SET seq = seq + :n WHERE id = 1 RETURNING seq, hash"),
+        {"n": len(entries)},
+    ).one()
+    seq = int(last) - len(entries)
+    prev = str(prev)
+    rows: list[dict[str, Any]] = []
+    for e in entries:
+        unknown = set(e) - ENTRY_FIELDS
+        if unknown or "action" not in e:
+            raise TypeError(f"an audit entry needs an action and takes only {sorted(ENTRY_FIELDS)}"
+                            f" (got {sorted(unknown)})")
+        seq += 1
+        data = e.get("data")
+        row: dict[str, Any] = {
+            "seq": seq, "at": (e.get("at") or utcnow()).astimezone(UTC),
+            "actor": e.get("actor"), "actor_role": e.get("actor_role"), "action": e["action"],
+            "subject": e.get("subject"), "reason": e.get("reason"),
+            "case_ref": e.get("case_ref"), "result_count": e.get("result_count"),
+            "jurisdiction": e.get("jurisdiction"),
+            "data": json.loads(json.dumps(data, ensure_ascii=False)) if data is not None else None,
+        }
+        row["prev_hash"] = prev
+        row["hash"] = prev = chain_hash(prev, row)
+        rows.append(row)
+    session.execute(insert(AuditEntry), rows)
+    session.execute(text("UPDATE audit_head SET hash = :h WHERE id = 1"), {"h": prev})
+    return len(rows)
 
 
 @dataclass(frozen=True)

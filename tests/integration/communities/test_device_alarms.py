@@ -170,6 +170,39 @@ def test_escalation_follows_the_route_until_acknowledged(kit: Kit) -> None:
         "anwang.communities.alarm.escalated"] * 3
 
 
+def test_a_mass_escalation_is_one_audit_entry_per_alarm_in_a_few_statements(kit: Kit) -> None:
+    """60 smoke alarms escalate in one scan: each gets its audit entry (its timeline) and
+    its event, and the chain verifies — but the scan's statements, during which the audit
+    writer lock is held, do not grow with the number of alarms."""
+    from sqlalchemy import event as sa_event
+
+    from anwang.core import audit
+
+    for i in range(60):
+        kit.device(f"sm-{i:02}", "smoke_alarm", community="W1" if i % 2 else "E1")
+    kit.ingest(*[kit.event(f"sm-{i:02}", "smoke_alarm", later(1)) for i in range(60)])
+    raised = kit.alarms()
+    assert len(raised) == 60
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, sql: str, *_: Any) -> None:
+        statements.append(sql)
+
+    sa_event.listen(kit.db.engine, "before_cursor_execute", count)
+    try:
+        with kit.db.unit_of_work() as s:
+            assert alarms.scan_escalations(s, now=later(120)) == 60
+    finally:
+        sa_event.remove(kit.db.engine, "before_cursor_execute", count)
+    assert len(statements) <= 12, "\n".join(x[:90] for x in statements)
+    assert all(a.level == 1 for a in kit.alarms())
+    escalated = kit.audit("anwang.communities.alarm.escalated")
+    assert sorted(subject for _, subject in escalated) == sorted(a.id for a in raised)
+    assert len(kit.outbox("anwang.communities.alarm.escalated")) == 60
+    with kit.db.unit_of_work(readonly=True) as s:
+        assert audit.verify(s).ok
+
+
 def test_offline_devices_are_found_in_one_scan_and_recover(kit: Kit) -> None:
     for i in range(30):
         kit.device(f"m-{i:02}", "manhole_cover", heartbeat_s=60, at=T0)

@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select, text, update
 
 from anwang.core import audit
 from anwang.core.audit import AuditEntry, AuditHead, ChainVerifier, verify, verify_rows
-from anwang.core.db import Database
+from anwang.core.db import Base, Database
 
 N_ROWS = 2000
 
@@ -230,3 +230,67 @@ def test_signed_checkpoint_roundtrip(db: Database, tmp_path: Any) -> None:
     # The same key file is reused, not replaced.
     again = audit.load_or_create_signing_key(tmp_path / "k.pem")
     assert again.public_key().public_bytes_raw() == key.public_key().public_bytes_raw()
+
+
+def _content(s: Any) -> list[tuple[Any, ...]]:
+    return [(e.seq, e.action, e.actor, e.subject, e.data, e.prev_hash, e.hash)
+            for e in s.scalars(select(AuditEntry).order_by(AuditEntry.seq))]
+
+
+def test_record_many_makes_the_chain_that_single_records_make(db: Database, tmp_path: Any
+                                                              ) -> None:
+    """The same entries, once one by one and once together (between single ones), give
+    the same rows — sequence numbers, links and hashes — on a second database."""
+    at = audit.utcnow()
+    entries = [{"action": "anwang.test.alarm.escalated", "actor": "anwang", "subject": f"a{i}",
+                "data": {"level": i % 3, "名": "值"}, "at": at + timedelta(microseconds=i)}
+               for i in range(25)]
+    other = Database(f"sqlite:///{tmp_path / 'single.db'}")
+    Base.metadata.create_all(other.engine)
+    for target, together in ((db, True), (other, False)):
+        with target.unit_of_work() as s:
+            audit.record(s, "anwang.test.first", actor="x", at=at)
+            if together:
+                assert audit.record_many(s, entries) == 25
+            else:
+                for e in entries:
+                    audit.record(s, **e)
+        with target.unit_of_work() as s:
+            audit.record(s, "anwang.test.last", actor="y", at=at)
+    with db.unit_of_work(readonly=True) as s, other.unit_of_work(readonly=True) as o:
+        assert verify(s).ok and verify(s).checked == 27
+        assert _content(s) == _content(o)
+        assert [e[0] for e in _content(s)] == list(range(1, 28))
+    other.dispose()
+
+
+def test_record_many_refuses_a_bad_entry_and_writes_nothing(db: Database) -> None:
+    with pytest.raises(TypeError, match="action"), db.unit_of_work() as s:
+        audit.record_many(s, [{"action": "anwang.test.ok"}, {"actor": "no action"}])
+    with pytest.raises(TypeError, match="colour"), db.unit_of_work() as s:
+        audit.record_many(s, [{"action": "anwang.test.ok", "colour": "red"}])
+    with db.unit_of_work() as s:
+        assert audit.record_many(s, []) == 0
+    with db.unit_of_work(readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(AuditEntry)) == 0
+        assert verify(s).ok
+
+
+def test_record_many_and_single_writers_never_fork_the_chain(db: Database) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(k: int) -> None:
+        for j in range(10):
+            with db.unit_of_work() as s:
+                if k % 2:
+                    audit.record_many(s, [{"action": "anwang.test.many", "actor": f"w{k}",
+                                           "data": {"j": j, "n": n}} for n in range(3)])
+                else:
+                    audit.record(s, "anwang.test.one", actor=f"w{k}", data={"j": j})
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(4)))
+    with db.unit_of_work(readonly=True) as s:
+        r = verify(s)
+        assert s.scalar(select(func.count()).select_from(AuditEntry)) == 80
+    assert r.ok and r.checked == 80
