@@ -163,16 +163,25 @@ def _push(
         ))
 
 
+def _entry(
+    action: str, alert: Alert, *, actor: str | None, actor_role: str | None = None,
+    data: dict[str, Any] | None = None, reason: str | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    return {"action": action, "actor": actor, "actor_role": actor_role,
+            "subject": _subject(alert.id), "case_ref": alert.case_ref, "reason": reason,
+            "jurisdiction": alert.jurisdiction_code,
+            "data": {"status": alert.status, "entry": alert.entry_id, **(data or {})},
+            "at": at}
+
+
 def _audit(
     session: Session, action: str, alert: Alert, *, actor: str | None,
     actor_role: str | None = None, data: dict[str, Any] | None = None,
     reason: str | None = None, at: datetime | None = None,
 ) -> None:
-    audit.record(
-        session, action, actor=actor, actor_role=actor_role, subject=_subject(alert.id),
-        case_ref=alert.case_ref, reason=reason, jurisdiction=alert.jurisdiction_code,
-        data={"status": alert.status, "entry": alert.entry_id, **(data or {})}, at=at,
-    )
+    audit.record(session, **_entry(action, alert, actor=actor, actor_role=actor_role,
+                                   data=data, reason=reason, at=at))
 
 
 # --- raising --------------------------------------------------------------------------
@@ -426,7 +435,7 @@ def scan_escalations(
     )
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    done = 0
+    entries: list[dict[str, Any]] = []
     for alert in session.scalars(stmt):
         previous = alert.audience_jurisdiction
         assert previous is not None
@@ -435,13 +444,14 @@ def scan_escalations(
             alert.audience_roles = [*(alert.audience_roles or []), ESCALATION_ROLE]
         alert.escalation_level += 1
         alert.escalated_at = now
-        _audit(session, "anwang.alerts.alert.escalated", alert, actor=SYSTEM_ACTOR, data={
+        entries.append(_entry("anwang.alerts.alert.escalated", alert, actor=SYSTEM_ACTOR, data={
             "level": alert.escalation_level, "from": previous,
             "to": alert.audience_jurisdiction, "minutes": minutes,
-        }, at=now)
+        }, at=now))
         _push(session, events.ESCALATED, alert, jurisdictions=[alert.audience_jurisdiction])
-        done += 1
-    return done
+    # One entry per alert, appended together: the audit writer lock (which raising an
+    # alert needs too) is held for a few statements, not for four per alert.
+    return audit.record_many(session, entries)
 
 
 # --- figures --------------------------------------------------------------------------
