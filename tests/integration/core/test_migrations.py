@@ -130,6 +130,14 @@ def _read(read_id: str, plate: str, at: datetime) -> dict[str, Any]:
             "plate": plate, "direction": "in", "lat": 0.0, "lon": 0.0, "hit": False}
 
 
+def _add_checkpoint(c: sa.Connection, at: datetime) -> None:
+    """Checkpoint ``C1``, written as raw SQL: the models may be ahead of the schema."""
+    c.execute(text(
+        "INSERT INTO checkpoints (code, name, kind, lat, lon, directions, lanes, "
+        "active, silence_threshold_s, created_at, updated_at) VALUES ('C1', 'c', "
+        "'police_checkpoint', 0, 0, '[]', 1, true, 600, :t, :t)"), {"t": at})
+
+
 def _stored(engine: sa.Engine) -> list[tuple[str, str, datetime]]:
     t = _reads_table()
     with engine.connect() as c:
@@ -145,10 +153,7 @@ def test_read_partitions_upgrade_and_downgrade_keep_the_reads(empty_url: str) ->
     engine = create_engine(empty_url)
     try:
         with engine.begin() as c:
-            c.execute(text(
-                "INSERT INTO checkpoints (code, name, kind, lat, lon, directions, lanes, "
-                "active, silence_threshold_s, created_at, updated_at) VALUES ('C1', 'c', "
-                "'police_checkpoint', 0, 0, '[]', 1, true, 600, :t, :t)"), {"t": t0})
+            _add_checkpoint(c, t0)
             c.execute(sa.insert(_reads_table()), [
                 _read("a", "苏D12345", t0), _read("b", "苏D12399", t0 + timedelta(hours=1)),
                 _read("c", "京A00001", t0 + timedelta(days=2)),
@@ -237,10 +242,7 @@ def test_plate_collation_upgrade_and_downgrade_keep_the_reads(empty_url: str) ->
     pg = engine.dialect.name == "postgresql"
     try:
         with engine.begin() as c:
-            c.execute(text(
-                "INSERT INTO checkpoints (code, name, kind, lat, lon, directions, lanes, "
-                "active, silence_threshold_s, created_at, updated_at) VALUES ('C1', 'c', "
-                "'police_checkpoint', 0, 0, '[]', 1, true, 600, :t, :t)"), {"t": t0})
+            _add_checkpoint(c, t0)
             if pg:
                 for day in (t0.date(), (t0 + timedelta(hours=1)).date()):
                     c.execute(text(storage.partition_ddl(day)))
@@ -328,4 +330,67 @@ def test_device_status_rewritten_in_place_up_and_down(empty_url: str) -> None:
     assert state() == (True, None)
     migrate.upgrade(empty_url)
     assert state() == (False, ["fillfactor=50"] if pg else None)
+    assert _diff(empty_url) == []
+
+
+def test_device_alarms_lose_the_foreign_key_and_three_indexes_up_and_down(
+        empty_url: str) -> None:
+    """0011 drops the foreign key of ``device_alarms.device_id`` and the indexes on
+    ``kind``, ``severity`` and ``outcome``, keeping the alarms; downgrading restores them."""
+    from alembic import command
+
+    def state() -> tuple[set[str], list[str]]:
+        engine = create_engine(empty_url)
+        try:
+            insp = sa.inspect(engine)
+            names = {str(ix["name"]) for ix in insp.get_indexes("device_alarms")}
+            fks = sorted(str(fk["referred_table"]) for fk in insp.get_foreign_keys("device_alarms"))
+            return {n for n in names if n.removeprefix("ix_device_alarms_") in
+                    ("kind", "severity", "outcome", "raised_at")}, fks
+        finally:
+            engine.dispose()
+
+    def alarms() -> list[tuple[str, str, str]]:
+        engine = create_engine(empty_url)
+        try:
+            with engine.connect() as c:
+                return [tuple(r) for r in c.execute(text(
+                    "SELECT id, device_id, severity FROM device_alarms ORDER BY id"))]
+        finally:
+            engine.dispose()
+
+    migrate.upgrade(empty_url, "0010")
+    assert state() == ({"ix_device_alarms_kind", "ix_device_alarms_severity",
+                        "ix_device_alarms_outcome", "ix_device_alarms_raised_at"}, ["devices"])
+    engine = create_engine(empty_url)
+    t0 = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
+    try:
+        with engine.begin() as c:
+            c.execute(text(
+                "INSERT INTO communities (code, name, polygon, center_lat, center_lon, "
+                "contacts, active, created_at, updated_at) "
+                "VALUES ('W1', 'w', '{}', 0, 0, '[]', true, :t, :t)"), {"t": t0})
+            c.execute(text(
+                "INSERT INTO devices (id, kind, adapter, community_code, lat, lon, heartbeat_s, "
+                "credential_hash, credential_issued_at, active, created_at, updated_at) "
+                "VALUES ('d1', 'smoke_alarm', 'native', 'W1', 0, 0, 60, 'h', :t, true, :t, :t)"),
+                {"t": t0})
+            c.execute(text(
+                "INSERT INTO device_alarms (id, device_id, community_code, device_kind, "
+                "rule_id, kind, severity, route, status, level, count, first_seen_at, "
+                "last_seen_at, raised_at, lat, lon) VALUES ('a1', 'd1', 'W1', 'smoke_alarm', "
+                "'smoke', 'fire', 'critical', 'fire', 'active', 0, 1, :t, :t, :t, 0, 0)"),
+                {"t": t0})
+    finally:
+        engine.dispose()
+    before = alarms()
+    assert before == [("a1", "d1", "critical")]
+    migrate.upgrade(empty_url, "0011")
+    assert state() == ({"ix_device_alarms_raised_at"}, [])
+    assert alarms() == before
+    command.downgrade(migrate.alembic_config(empty_url), "0010")
+    assert state() == ({"ix_device_alarms_kind", "ix_device_alarms_severity",
+                        "ix_device_alarms_outcome", "ix_device_alarms_raised_at"}, ["devices"])
+    assert alarms() == before
+    migrate.upgrade(empty_url)
     assert _diff(empty_url) == []
