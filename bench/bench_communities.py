@@ -79,6 +79,27 @@ def pct(values: Sequence[float], q: float) -> float:
 # --- services -------------------------------------------------------------------------
 
 
+def cpu_of(*names: str) -> float:
+    """Processor seconds (user + system) used so far by the machine's processes of these
+    names (``comm``, e.g. ``postgres``); a process that ends in between takes its share
+    with it."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index(b"(") + 1:stat.rindex(b")")].decode(errors="replace")
+        if comm in names:
+            fields = stat[stat.rindex(b")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def start_broker(tmp: Path) -> tuple[int, subprocess.Popen[bytes]]:
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = free_port()
@@ -278,11 +299,14 @@ async def throughput(port: int, url: str, devices: list[Any], n_messages: int) -
     async def drain(sub: Subscription, done: Any) -> float:
         c = consumer(sub)
         t0, c0 = time.perf_counter(), time.process_time()
+        p0, b0 = cpu_of("postgres"), cpu_of("mosquitto")
         await c.start()
         while not done(c):
             await asyncio.sleep(0.02)
         took = time.perf_counter() - t0
         cpu[sub.name] = time.process_time() - c0  # this process, all its threads
+        cpu[sub.name + ".postgres"] = cpu_of("postgres") - p0
+        cpu[sub.name + ".mosquitto"] = cpu_of("mosquitto") - b0
         await c.stop()
         return took
 
@@ -332,6 +356,9 @@ async def throughput(port: int, url: str, devices: list[Any], n_messages: int) -
         "alarms": int(alarms), "accepted": int(accepted), "refused": int(refused),
         "mean_batch": sum(sizes) / len(sizes) if sizes else 0.0,
         "statements_us": in_db["s"] / n_messages * 1e6,
+        "postgres_cpu_us": cpu[intake_sub.name + ".postgres"] / n_messages * 1e6,
+        "broker_cpu_us": cpu[intake_sub.name + ".mosquitto"] / n_messages * 1e6,
+        "baseline_broker_cpu_us": cpu[base_sub.name + ".mosquitto"] / n_messages * 1e6,
         "concurrent_batches": handlers.CONCURRENT_BATCHES,
     }
 
@@ -457,41 +484,36 @@ def end_sessions(port: int, client_ids: Sequence[str]) -> None:
 
 
 def settle(url: str) -> tuple[float, int]:
-    """Before a latency run: acknowledge every alarm the earlier phases left open (as a
-    dispatcher would, through ``alarms.acknowledge``), so that their escalations do not
-    run during the measurement; and vacuum and analyse the device tables (PostgreSQL),
-    so that the run does not share the machine with the autovacuum of what the run
-    before it wrote. Returns the seconds taken and the alarms acknowledged."""
-    from sqlalchemy import select
+    """Before a latency run: vacuum and analyse the device tables (PostgreSQL), so that
+    the run does not share the machine with the autovacuum of what the run before it
+    wrote. The alarms the earlier phases raised stay open, as nobody acknowledged them:
+    their escalations run during the measurement, as they would in service. Returns the
+    seconds taken and how many alarms are open."""
+    from sqlalchemy import func, select
 
-    from anwang.communities import alarms
     from anwang.communities.alarms import AlarmStatus, DeviceAlarm
     from anwang.core.db import Database
-    from anwang.core.events import utcnow
     from anwang.core.scope import Scope
 
     t0 = time.perf_counter()
     db = Database(url)
-    with db.unit_of_work(info={"scope": Scope(None)}) as s:
-        open_ids = s.scalars(select(DeviceAlarm.id)
-                             .where(DeviceAlarm.status == AlarmStatus.ACTIVE)).all()
-        for alarm_id in open_ids:
-            alarms.acknowledge(s, alarm_id=alarm_id, actor="bench.dispatcher",
-                               actor_role="dispatcher", now=utcnow())
+    with db.unit_of_work(readonly=True, info={"scope": Scope(None)}) as s:
+        still_open = int(s.scalar(select(func.count()).select_from(DeviceAlarm)
+                                  .where(DeviceAlarm.status == AlarmStatus.ACTIVE)) or 0)
     db.dispose()
     if not url.startswith("postgresql"):
-        return time.perf_counter() - t0, len(open_ids)
+        return time.perf_counter() - t0, still_open
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as c:
         c.execute(text("VACUUM (ANALYZE) device_status, device_samples, device_events, "
                        "device_alarms, outbox"))
     engine.dispose()
-    return time.perf_counter() - t0, len(open_ids)
+    return time.perf_counter() - t0, still_open
 
 
 def latency(port: int, url: str, devices: list[Any], rate: float, seconds: float,
             tmp: Path, *, offset: int = 0) -> dict[str, Any]:
-    settled, acknowledged = settle(url)
+    settled, still_open = settle(url)
     env = {**os.environ, "ANWANG_DATA_DIR": str(tmp / "data"), "ANWANG_DATABASE_URL": url,
            "ANWANG_ENV": "dev", "ANWANG_MQTT_URL": f"mqtt://127.0.0.1:{port}",
            "ANWANG_MQTT_WORKER_ID": f"latency{offset}", "ANWANG_BUS_URL": "memory://",
@@ -600,15 +622,19 @@ def latency(port: int, url: str, devices: list[Any], rate: float, seconds: float
             "raised_unseen": len(unseen),
             "raised_after_wait": sum(raised_at[d] >= waited_until for d in unseen),
             "other_alarms_seen": others, "settle_s": settled,
-            "acknowledged_before": acknowledged}
+            "open_before": still_open}
 
 
 # --- offline --------------------------------------------------------------------------
 
 
+#: Offline scans of all devices at once, each measured.
+OFFLINE_ROUNDS = 3
+
+
 def offline(url: str, n: int) -> dict[str, Any]:
     from anwang.communities import alarms, intake
-    from anwang.communities.models import DeviceStatus
+    from anwang.communities.models import DeviceAlarm, DeviceStatus
     from anwang.core.db import Database
     from anwang.core.events import utcnow
 
@@ -623,17 +649,27 @@ def offline(url: str, n: int) -> dict[str, Any]:
     with db.unit_of_work() as s:
         none = alarms.scan_offline(s, now=now, directory=directory)
     idle_ms = (time.perf_counter() - t0) * 1000
-    deadline = utcnow()
-    with db.unit_of_work() as s:
-        s.execute(update(DeviceStatus).values(offline_after=deadline))
-    scan_at = deadline + timedelta(seconds=1)
-    t0 = time.perf_counter()
-    with db.unit_of_work() as s:
-        found = alarms.scan_offline(s, now=scan_at, directory=directory)
-    took = time.perf_counter() - t0
+    scans: list[float] = []
+    for _ in range(OFFLINE_ROUNDS):
+        # Every device back online, its offline alarm of the round before cleared (the
+        # alarms stay in the table as history), and then all of them silent at once.
+        with db.unit_of_work() as s:
+            s.execute(update(DeviceAlarm).where(DeviceAlarm.active_key.is_not(None))
+                      .values(status="cleared", active_key=None, escalate_at=None))
+            s.execute(update(DeviceStatus).values(online=True))
+        deadline = utcnow()
+        with db.unit_of_work() as s:
+            s.execute(update(DeviceStatus).values(offline_after=deadline))
+        t0 = time.perf_counter()
+        with db.unit_of_work() as s:
+            found = alarms.scan_offline(s, now=deadline + timedelta(seconds=1),
+                                        directory=directory)
+        scans.append(time.perf_counter() - t0)
+        assert found == n, (found, n)
     db.dispose()
-    assert none == 0 and found == n, (none, found)
-    return {"devices": n, "found": found, "scan_s": took, "idle_ms": idle_ms}
+    assert none == 0, none
+    return {"devices": n, "found": n, "scan_s": sorted(scans)[len(scans) // 2],
+            "scans_s": scans, "idle_ms": idle_ms}
 
 
 # --- report ---------------------------------------------------------------------------
@@ -671,7 +707,15 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
             "PostgreSQL's and Mosquitto's are not in it. The intake's statements kept it "
             f"waiting for PostgreSQL {t['statements_us']:.0f} µs per message (from sending "
             "each to having its result, summed over the "
-            f"{t['concurrent_batches']} batches judged at once; commits not included).",
+            f"{t['concurrent_batches']} batches judged at once; commits not included). "
+            "While the intake drained the backlog, PostgreSQL's processes used "
+            f"{t.get('postgres_cpu_us', 0):.0f} µs of CPU per message and Mosquitto "
+            f"{t.get('broker_cpu_us', 0):.0f} µs ({t.get('baseline_broker_cpu_us', 0):.0f} µs "
+            "for the baseline): in all "
+            f"{t['intake_cpu_us'] + t.get('postgres_cpu_us', 0) + t.get('broker_cpu_us', 0):.0f}"
+            " µs of processor time per message, on a machine of "
+            f"{os.cpu_count()} CPUs (read from `/proc` for the processes of those names, "
+            "before and after the drain).",
             "",
         ]
     if res.get("latency"):
@@ -680,13 +724,14 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
             f"{args.seconds:.0f} s of traffic with 20 smoke alarms per second among it; "
             f"{PUBLISHERS} publishers (QoS 1, each driving its client from one thread, its "
             "traffic made before the clock starts) and an SSE client in other processes. "
-            "Before each run a dispatcher acknowledges the alarms the earlier phases left "
-            "open ("
-            f"{', '.join(str(lt.get('acknowledged_before', 0)) for lt in res['latency'])}"
-            "; their escalations, one a minute each, would otherwise run during the "
-            "measurement) and the device tables are vacuumed and analysed (`VACUUM "
-            "(ANALYZE)`), so that autovacuum, catching up with what the run before wrote, "
-            "does not share the two CPUs with the run ("
+            "The alarms the earlier phases raised are left open, unacknowledged ("
+            f"{', '.join(str(lt.get('open_before', 0)) for lt in res['latency'])}"
+            " before the runs): their escalations (a smoke alarm climbs a level a minute, "
+            "twice) run during the measurement, each escalation round appending its "
+            "alarms' audit entries together, as in service. Before each run the device "
+            "tables are vacuumed and analysed (`VACUUM (ANALYZE)`), so that autovacuum, "
+            "catching up with what the run before wrote, does not share the two CPUs with "
+            "the run ("
             f"{max((lt.get('settle_s', 0.0) for lt in res['latency']), default=0.0):.1f} s "
             "at most for both). "
             "\"messages/s\" is the rate the publishers offered; \"worst by 2 s\" the "
@@ -727,7 +772,11 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
     if o:
         lines += [
             f"Offline detection: one scan finds and marks all {o['found']:,} devices past "
-            f"their deadline and raises their maintenance alarms in {o['scan_s']:.2f} s "
+            f"their deadline and raises their maintenance alarms in {o['scan_s']:.2f} s, "
+            f"the median of {len(o.get('scans_s') or [1])} rounds ("
+            f"{', '.join(f'{x:.2f}' for x in o.get('scans_s') or [o['scan_s']])} s; before "
+            "each, every device is back online and the offline alarms of the round before "
+            "are cleared, staying in the table) "
             "(one UPDATE … RETURNING each device's community and kind; one INSERT … SELECT "
             "that builds the 100,000 alarm rows in the database from the registry and the "
             "status rows, given only their ids and the offline rule of each kind and "
@@ -754,10 +803,11 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
                            f"publishers offered only {lt['rate']:,.0f} messages/s)")
     if o:
         every = Settings().device_scan_seconds
-        met = "met" if o["scan_s"] + every <= 10 else "not met"
+        worst = max(o.get("scans_s") or [o["scan_s"]])
+        met = "met" if worst + every <= 10 else "not met"
         targets.append(f"offline detection of 100,000 devices within 10 s of the deadline: "
-                       f"{met} (scan {o['scan_s']:.1f} s + up to {every:g} s until the next "
-                       "scan)")
+                       f"{met} (slowest of the rounds' scans {worst:.1f} s + up to {every:g} s "
+                       "until the next scan)")
     if targets:
         lines += ["Targets of the issue: " + "; ".join(targets) + ".", ""]
     reading = [
