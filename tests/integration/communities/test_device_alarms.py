@@ -308,3 +308,27 @@ def test_alarms_per_day(client: TestClient, as_user: Any, kit: Kit) -> None:
     r = client.get("/api/v1/alarms/per-day?days=30", headers=as_user("west.manager"))
     assert r.status_code == 200 and isinstance(r.json(), list)
     assert (T0 + timedelta(days=1)).date().isoformat() == "2026-11-29"
+
+
+def test_a_redelivered_sample_is_stored_once_beside_the_new_ones(kit: Kit) -> None:
+    """A batch that repeats a stored sample (a message redelivered after a restart) keeps
+    the new ones and the rest of the batch's work, and stores nothing twice."""
+    from anwang.communities.models import DeviceSample
+
+    kit.device("cp-1")
+    kit.device("cp-2")
+    kit.ingest(kit.telemetry("cp-1", later(5), temperature_c=40))
+    report = kit.ingest(kit.telemetry("cp-1", later(5), temperature_c=40),
+                        kit.telemetry("cp-1", later(10), temperature_c=41),
+                        kit.telemetry("cp-2", later(10), temperature_c=30))
+    assert report.accepted == 3 and report.refused == []
+    with kit.db.unit_of_work(readonly=True) as s:
+        stored = [(d.device_id, d.ts, d.metrics) for d in s.scalars(
+            select(DeviceSample).order_by(DeviceSample.device_id, DeviceSample.ts))]
+        status = {d.device_id: d for d in s.scalars(select(DeviceStatus))}
+    assert stored == [("cp-1", later(5), {"temperature_c": 40}),
+                      ("cp-1", later(10), {"temperature_c": 41}),
+                      ("cp-2", later(10), {"temperature_c": 30})]
+    assert status["cp-2"].metrics == {"temperature_c": 30}
+    assert status["cp-1"].metrics == {"temperature_c": 41}
+    assert status["cp-1"].messages == 3

@@ -394,3 +394,32 @@ def test_device_alarms_lose_the_foreign_key_and_three_indexes_up_and_down(
     assert alarms() == before
     migrate.upgrade(empty_url)
     assert _diff(empty_url) == []
+
+
+def test_device_samples_time_index_is_brin_on_postgresql_up_and_down(empty_url: str) -> None:
+    """0012 makes the time index of ``device_samples`` a BRIN index on PostgreSQL (SQLite
+    keeps its B-tree); downgrading makes it a B-tree again."""
+    from alembic import command
+
+    def method() -> str | None:
+        engine = create_engine(empty_url)
+        try:
+            names = {ix["name"] for ix in sa.inspect(engine).get_indexes("device_samples")}
+            assert "ix_device_samples_ts" in names
+            if engine.dialect.name != "postgresql":
+                return None
+            with engine.connect() as c:
+                return str(c.execute(text(
+                    "SELECT am.amname FROM pg_class i JOIN pg_am am ON am.oid = i.relam "
+                    "WHERE i.relname = 'ix_device_samples_ts'")).scalar())
+        finally:
+            engine.dispose()
+
+    pg = empty_url.startswith("postgresql")
+    migrate.upgrade(empty_url)
+    assert method() == ("brin" if pg else None)
+    command.downgrade(migrate.alembic_config(empty_url), "0011")
+    assert method() == ("btree" if pg else None)
+    migrate.upgrade(empty_url)
+    assert method() == ("brin" if pg else None)
+    assert _diff(empty_url) == []
