@@ -14,18 +14,21 @@ throughput
     whose handler discards the batch; then the **intake**, parse → rules → state →
     alarms in one worker (its transactions committed before each acknowledgement).
     Reported: messages per second of each, their ratio, the CPU time of the consumer's
-    process per message, and the time the intake spent waiting for PostgreSQL's
-    statements.
+    process per message, the CPU time of PostgreSQL's and Mosquitto's processes per
+    message, and the time the intake spent waiting for PostgreSQL's statements.
 latency
     A real ``anwang serve`` process (embedded bus, so it runs the intake) on the same
     database and broker; ``PUBLISHERS`` processes send ``--rate`` messages per second for
     ``--seconds``, of which 20 per second are smoke alarms of devices that have none
     open. An SSE client (another process) receives the ``alarm.raised`` events; latency
-    = receipt on the stream − publish time of the message that raised it.
+    = receipt on the stream − publish time of the message that raised it. Alarms of the
+    earlier phases stay open, so their escalations run during the measurement.
 offline
-    Every device's deadline is set just past, then one offline scan finds and marks
-    them all and raises their maintenance alarms; timed, with the directory warm (as in
-    a running worker). Also the cost of a scan that finds nothing.
+    ``OFFLINE_ROUNDS`` times: every device back online (the offline alarms of the round
+    before cleared, kept as history), every deadline set just past, then one offline
+    scan finds and marks them all and raises their maintenance alarms; timed, with the
+    directory warm (as in a running worker). Reported: the median and the slowest scan,
+    and the cost of a scan that finds nothing.
 
 Usage: python bench/bench_communities.py [--part all|throughput|latency|offline]
        [--devices 100000] [--messages 200000] [--rate 5000] [--seconds 30]
