@@ -164,7 +164,7 @@ def scan_escalations(session: Session, *, now: datetime | None = None,
             Instruction.sent_at <= now - step,
         ).execution_options(skip_scope=True)
     ).all()
-    count = 0
+    entries: list[dict[str, Any]] = []
     for instr in due:
         level = instr.escalation_level
         if now < instr.sent_at + step * (level + 1):
@@ -179,13 +179,14 @@ def scan_escalations(session: Session, *, now: datetime | None = None,
         if _rowcount(done) != 1:
             continue
         session.refresh(instr)
-        count += 1
-        audit.record(session, "anwang.dispatch.instruction.escalated", actor="anwang",
-                     subject=_subject(instr), jurisdiction=instr.jurisdiction_code, at=now,
-                     data={"level": level + 1, "incident_id": instr.incident_id,
-                           "unit_id": instr.unit_id, "post_id": instr.post_id,
-                           "unacknowledged_s": round((now - instr.sent_at).total_seconds())})
+        entries.append({
+            "action": "anwang.dispatch.instruction.escalated", "actor": "anwang",
+            "subject": _subject(instr), "jurisdiction": instr.jurisdiction_code, "at": now,
+            "data": {"level": level + 1, "incident_id": instr.incident_id,
+                     "unit_id": instr.unit_id, "post_id": instr.post_id,
+                     "unacknowledged_s": round((now - instr.sent_at).total_seconds())}})
         publish_after_commit(session, events.make(
             events.INSTRUCTION_ESCALATED, {**payload(instr), "summary": instr.text[:140]},
             jurisdiction=instr.jurisdiction_code, roles=events.ESCALATION_ROLES))
-    return count
+    # One audit entry per instruction, appended together.
+    return audit.record_many(session, entries)

@@ -422,16 +422,22 @@ def match_reads(
 # --- entries --------------------------------------------------------------------------
 
 
+def _entry_audit(
+    action: str, entry: WatchEntry, *, actor: str | None, actor_role: str | None,
+    reason: str | None = None, data: dict[str, Any] | None = None, at: datetime | None = None,
+) -> dict[str, Any]:
+    return {"action": action, "actor": actor, "actor_role": actor_role,
+            "subject": subject_of(entry.id), "case_ref": entry.case_ref, "reason": reason,
+            "data": {"status": entry.status, "reason": entry.reason, **(data or {})}, "at": at}
+
+
 def _audit_entry(
     session: Session, action: str, entry: WatchEntry, *, actor: str | None,
     actor_role: str | None, reason: str | None = None, data: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> None:
-    audit.record(
-        session, action, actor=actor, actor_role=actor_role, subject=subject_of(entry.id),
-        case_ref=entry.case_ref, reason=reason,
-        data={"status": entry.status, "reason": entry.reason, **(data or {})}, at=at,
-    )
+    audit.record(session, **_entry_audit(action, entry, actor=actor, actor_role=actor_role,
+                                         reason=reason, data=data, at=at))
 
 
 def _publish(session: Session, name: str, entry: WatchEntry, actor: str | None) -> None:
@@ -617,15 +623,18 @@ def expire_entries(session: Session, *, now: datetime | None = None, limit: int 
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     due = list(session.scalars(stmt))
+    entries: list[dict[str, Any]] = []
     for entry in due:
         was = entry.status
         entry.status = Status.EXPIRED.value
         _touch(session, entry, now)
-        _audit_entry(session, "anwang.watchlist.entry.expired", entry, actor="anwang",
-                     actor_role=None, data={"previous_status": was,
-                                            "expires_at": entry.expires_at.isoformat()},
-                     at=now)
+        entries.append(_entry_audit(
+            "anwang.watchlist.entry.expired", entry, actor="anwang", actor_role=None,
+            data={"previous_status": was, "expires_at": entry.expires_at.isoformat()}, at=now))
         _publish(session, events.ENTRY_EXPIRED, entry, None)
+    # One entry per watch-list entry, appended together (entries imported together
+    # expire together).
+    audit.record_many(session, entries)
     return len(due)
 
 
