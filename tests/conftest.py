@@ -96,9 +96,24 @@ def pg_url() -> Iterator[str]:
 
 
 def _truncate_all(db: Database) -> None:
-    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    """Empty every table and restart every sequence, as ``TRUNCATE … RESTART IDENTITY``
+    of all tables would — but truncating only the tables that hold rows (a test writes
+    a few): a TRUNCATE costs PostgreSQL new files for each table and index it names, some
+    hundreds of ms for all of them, most of a short test's time."""
+    tables = [t.name for t in Base.metadata.sorted_tables]
+    probe = " UNION ALL ".join(
+        f"SELECT '{t}' WHERE EXISTS (SELECT 1 FROM \"{t}\")" for t in tables)
     with db.engine.begin() as c:
-        c.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        used = [str(r[0]) for r in c.execute(text(probe))]
+        if used:
+            names = ", ".join(f'"{t}"' for t in used)
+            c.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        # Sequences of tables whose rows a test inserted and deleted again.
+        for (seq,) in c.execute(text(
+                "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename) "
+                "FROM pg_sequences WHERE schemaname = current_schema() "
+                "AND last_value IS NOT NULL")).all():
+            c.execute(text("SELECT setval(CAST(:s AS regclass), 1, false)"), {"s": seq})
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
