@@ -41,15 +41,20 @@ def _fill(db: Database, n: int) -> None:
     rnd = random.Random(42)
     actions = ["anwang.auth.login.succeeded", "anwang.auth.login.failed",
                "anwang.checkpoints.reads.searched", "anwang.watchlist.entry.approved"]
+    entries = [
+        {"action": rnd.choice(actions), "actor": f"user{rnd.randrange(20)}",
+         "actor_role": "analyst", "subject": f"subject-{i}",
+         "reason": rnd.choice([None, "case work"]), "case_ref": rnd.choice([None, "A2026-00017"]),
+         "result_count": rnd.choice([None, rnd.randrange(100)]),
+         "data": {"i": i, "terms": {"plate": "苏D12345"}}}
+        for i in range(n)
+    ]
+    # A few one by one, the rest together: the chain is the same either way
+    # (test_record_many_makes_the_chain_that_single_records_make).
     with db.unit_of_work() as s:
-        for i in range(n):
-            audit.record(
-                s, rnd.choice(actions), actor=f"user{rnd.randrange(20)}", actor_role="analyst",
-                subject=f"subject-{i}", reason=rnd.choice([None, "case work"]),
-                case_ref=rnd.choice([None, "A2026-00017"]),
-                result_count=rnd.choice([None, rnd.randrange(100)]),
-                data={"i": i, "terms": {"plate": "苏D12345"}},
-            )
+        for e in entries[:10]:
+            audit.record(s, **e)
+        audit.record_many(s, entries[10:])
 
 
 def _rows(db: Database) -> tuple[list[Row], tuple[int, str]]:
