@@ -5,7 +5,9 @@ How a read travels (``docs/architecture.md``, "How a plate read becomes an alert
 1. :func:`ingest_reads` (``POST /api/v1/reads``, ``anwang import reads``) validates each
    read on its own, normalises the plate, gives the read its id (:func:`read_id`), finds
    which reads are already stored, counts the new reads' watch-list hits, and publishes
-   the new reads as ``read_batch.received`` events after the commit.
+   the new reads as ``read_batch.received`` events after the commit. On the embedded
+   default it stores them itself instead (``store``, :func:`store_inline`), and then the
+   insert says which are new.
 2. :func:`store_reads` (the ``checkpoints.store_reads`` consumer) bulk-inserts them with
    ``ON CONFLICT DO NOTHING`` on the key ``(id, captured_at)`` (on PostgreSQL into the
    day partitions, created when missing: :mod:`anwang.checkpoints.storage`), moves the
@@ -24,17 +26,17 @@ import functools
 import hashlib
 import importlib
 import importlib.util
-import operator
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from anwang.checkpoints import events as ev
@@ -49,7 +51,7 @@ from anwang.checkpoints.service import (
     _now,
     end_outages,
 )
-from anwang.core.db import OutboxEntry, publish_after_commit
+from anwang.core.db import OutboxEntry, UTCDateTime, publish_after_commit, sqlite_utc_text
 from anwang.core.errors import ValidationFailed
 from anwang.core.events import Event, EventContext
 
@@ -212,17 +214,17 @@ class ReadBatch:
             ))
         return out
 
-    def facts(self) -> list[ReadFacts]:
+    def facts(self, reads: Sequence[ValidRead] | None = None) -> list[ReadFacts]:
+        """The facts of ``reads`` (of this batch; default: all of them)."""
         cps = self.checkpoints
-        # Positional (ReadFacts's field order): a third less time than keywords, for
-        # every read of a batch.
+        # Positional (ReadFacts's field order): a third less time than keywords.
         return [
             ReadFacts(
                 r.id, r.checkpoint, (c := cps[r.checkpoint]).name, c.kind, r.direction,
                 r.lane, r.captured_at, r.plate, r.plate_color, r.confidence, c.lat, c.lon,
                 c.jurisdiction_code, r.vehicle, r.image_ref,
             )
-            for r in self.reads
+            for r in (self.reads if reads is None else reads)
         ]
 
 
@@ -389,7 +391,13 @@ def _is_sqlite(session: Session) -> bool:
 @functools.lru_cache(maxsize=8)
 def _processors(dialect: Dialect) -> dict[str, Callable[[Any], Any] | None]:
     """Each ``plate_reads`` column's bind processor under ``dialect`` (None: as is)."""
-    return {c.name: c.type.dialect_impl(dialect).bind_processor(dialect) for c in _READS.columns}
+    procs: dict[str, Callable[[Any], Any] | None] = {
+        c.name: c.type.dialect_impl(dialect).bind_processor(dialect) for c in _READS.columns}
+    if dialect.name == "sqlite":
+        for c in _READS.columns:
+            if isinstance(c.type, UTCDateTime):
+                procs[c.name] = sqlite_utc_text
+    return procs
 
 
 @functools.lru_cache(maxsize=64)
@@ -447,31 +455,41 @@ def _convert_column(proc: Callable[[Any], Any], values: list[Any]) -> Any:
 SQLITE_INSERT_ROWS = 1000
 
 
-def _sqlite_insert(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """``INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING id`` of
-    ``rows`` (each with the same keys), in statements of up to
-    :data:`SQLITE_INSERT_ROWS` rows; the ids really inserted."""
+def _sqlite_insert(session: Session, names: Sequence[str],
+                   rows: Sequence[Sequence[Any]]) -> list[str]:
+    """``INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING id`` of ``rows``
+    (value sequences in the order of ``names``), in statements of up to
+    :data:`SQLITE_INSERT_ROWS` rows; the ids really inserted.
+
+    Sent on the driver's own cursor in the session's transaction: a batch's ids come
+    back as plain tuples (SQLAlchemy's result rows cost more than the rest of the
+    fetch). A driver error is raised as SQLAlchemy raises it (``DBAPIError``)."""
     if not rows:
         return []
     conn = session.connection()
     dialect = conn.dialect
-    names = tuple(rows[0])
+    names = tuple(names)
     width = len(names)
-    values = operator.itemgetter(*names)
     procs = _processors(dialect)
     converts = [(j, proc) for j, name in enumerate(names) if (proc := procs[name]) is not None]
     per = max(1, min(SQLITE_INSERT_ROWS, 32_766 // width))
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     inserted: list[str] = []
-    for start in range(0, len(rows), per):
-        part = rows[start:start + per]
-        params: list[Any] = []
-        for row in part:
-            params.extend(values(row))
-        for j, proc in converts:
-            params[j::width] = _convert_column(proc, params[j::width])
-        result = conn.exec_driver_sql(_sqlite_insert_sql(dialect, names, len(part)),
-                                      tuple(params))
-        inserted.extend(row[0] for row in result.fetchall())
+    try:
+        for start in range(0, len(rows), per):
+            part = rows[start:start + per]
+            params = list(chain.from_iterable(part))
+            for j, proc in converts:
+                params[j::width] = _convert_column(proc, params[j::width])
+            sql = _sqlite_insert_sql(dialect, names, len(part))
+            try:
+                cursor.execute(sql, params)
+                inserted.extend(row[0] for row in cursor.fetchall())
+            except dialect.loaded_dbapi.Error as exc:
+                raise DBAPIError.instance(sql, params, exc,
+                                          dialect.loaded_dbapi.Error) from exc
+    finally:
+        cursor.close()
     return inserted
 
 
@@ -499,6 +517,22 @@ def match_reads(session: Session, *, facts: list[ReadFacts]) -> list[tuple[ReadF
         return []
     result: list[tuple[ReadFacts, list[Any]]] = watchlist.match_reads(session, reads=facts)
     return result
+
+
+def match_batch(session: Session, batch: ReadBatch) -> list[tuple[ReadFacts, list[Any]]]:
+    """The reads of ``batch`` that hit the watch list, as facts, with their hits. The
+    reads are matched on their plate and capture time alone; only the few that hit are
+    made into :class:`ReadFacts` (most reads hit nothing)."""
+    if not batch.reads:
+        return []
+    watchlist = _watchlist_service()
+    if watchlist is None:
+        return []
+    found: list[tuple[ValidRead, list[Any]]] = watchlist.match_reads(session, reads=batch.reads)
+    if not found:
+        return []
+    facts = batch.facts([r for r, _ in found])
+    return [(f, hits) for f, (_, hits) in zip(facts, found, strict=True)]
 
 
 def _publish_once(session: Session, event: Event) -> bool:
@@ -605,10 +639,12 @@ def ingest_reads(
     now, valid, rejected, found = (checked.now, checked.valid, checked.rejected,
                                    checked.checkpoints)
     report = IngestReport(rejected=rejected)
-    stored = existing_read_ids(
+    # Stored here: the insert itself says which reads are new (ON CONFLICT DO NOTHING
+    # RETURNING id), so the stored ones need not be looked up first.
+    stored = set() if store or not valid else existing_read_ids(
         session, ids=[r.id for _, r in valid],
         captured=(min(r.captured_at for _, r in valid),
-                  max(r.captured_at for _, r in valid)) if valid else None,
+                  max(r.captured_at for _, r in valid)),
     )
     new: list[ValidRead] = []
     seen: set[str] = set()
@@ -618,19 +654,26 @@ def ingest_reads(
             continue
         seen.add(r.id)
         new.append(r)
-    report.accepted = len(new)
     batch = ReadBatch(
         received_at=now, source=source,
         checkpoints={c: found[c] for c in {r.checkpoint for r in new}},
         reads=new,
     )
+    if store and new:
+        done = store_reads(session, batch=batch, now=now)
+        report.duplicates += len(new) - done.inserted
+        if done.inserted < len(new):
+            batch = replace(batch, reads=done.reads, checkpoints={
+                c: found[c] for c in {r.checkpoint for r in done.reads}})
+        report.accepted = done.inserted
+        report.batch = batch
+        report.alerts = done.hits
+        return report
+    report.accepted = len(new)
     report.batch = batch
-    if not new:
+    if not new or store:
         return report
-    if store:
-        report.alerts = store_reads(session, batch=batch, now=now).hits
-        return report
-    report.alerts = len(match_reads(session, facts=batch.facts()))
+    report.alerts = len(match_batch(session, batch))
     if publish:
         for piece in batch.split(ev.READS_PER_EVENT):
             _publish_once(session, Event(
@@ -655,6 +698,18 @@ class StoreReport:
     hits: int = 0
     alerts: int = 0
     came_online: list[str] = field(default_factory=list)
+    #: The reads really inserted (those not stored before), in the batch's order.
+    reads: list[ValidRead] = field(default_factory=list)
+
+
+#: The columns :func:`store_reads` writes, in the order of its rows' values.
+_STORED = ("id", "checkpoint_code", "captured_at", "received_at", "plate", "plate_kind",
+           "plate_color", "confidence", "lane", "direction", "vehicle", "image_ref",
+           "lat", "lon", "jurisdiction_code", "hit")
+
+
+def _read_id(r: ValidRead) -> str:
+    return r.id
 
 
 def store_reads(
@@ -669,36 +724,36 @@ def store_reads(
     if not batch.reads:
         return report
     table = _READS
-    rows: list[dict[str, Any]] = []
-    for r in batch.reads:
-        c = batch.checkpoints[r.checkpoint]
-        rows.append({
-            "id": r.id, "checkpoint_code": r.checkpoint, "captured_at": r.captured_at,
-            "received_at": batch.received_at, "plate": r.plate, "plate_kind": r.plate_kind,
-            "plate_color": r.plate_color, "confidence": r.confidence, "lane": r.lane,
-            "direction": r.direction, "vehicle": r.vehicle, "image_ref": r.image_ref,
-            "lat": c.lat, "lon": c.lon, "jurisdiction_code": c.jurisdiction_code,
-            "hit": False,
-        })
+    places = batch.checkpoints
+    received = batch.received_at
     # In id order, so that two workers storing overlapping batches take the unique
     # index's locks in the same order and cannot deadlock (PostgreSQL).
-    rows.sort(key=lambda row: str(row["id"]))
+    rows = []
+    for r in sorted(batch.reads, key=_read_id):
+        c = places[r.checkpoint]
+        rows.append((r.id, r.checkpoint, r.captured_at, received, r.plate, r.plate_kind,
+                     r.plate_color, r.confidence, r.lane, r.direction, r.vehicle,
+                     r.image_ref, c.lat, c.lon, c.jurisdiction_code, False))
     inserted: set[str] = set()
     if _is_sqlite(session):
-        inserted.update(_sqlite_insert(session, rows))
+        inserted.update(_sqlite_insert(session, _STORED, rows))
     else:
         insert = _upsert_insert(session)
         # The key is (id, captured_at): PostgreSQL partitions by captured_at (PlateRead).
         stmt = (insert(table).on_conflict_do_nothing(index_elements=["id", "captured_at"])
                 .returning(table.c.id))
         for part in _chunks(rows, 1000):
-            inserted.update(storage.insert_reads(session, stmt, part))
+            inserted.update(storage.insert_reads(
+                session, stmt, [dict(zip(_STORED, row, strict=True)) for row in part]))
     report.inserted = len(inserted)
     if not inserted:
         return report
+    new = [r for r in batch.reads if r.id in inserted] if len(inserted) < len(batch.reads) \
+        else list(batch.reads)
+    report.reads = new
     # Where the new reads were taken, for area searches (anwang.checkpoints.search).
-    storage.record_read_locations(session, (row for row in rows if row["id"] in inserted))
-    new = [r for r in batch.reads if r.id in inserted]
+    storage.record_read_locations(session, (
+        (r.checkpoint, (c := places[r.checkpoint]).lat, c.lon, r.captured_at) for r in new))
 
     newest: dict[str, datetime] = {}
     for r in new:
@@ -719,8 +774,7 @@ def store_reads(
     )
     report.came_online = end_outages(session, codes=sorted(newest), now=now, cause=cause)
 
-    fresh = replace(batch, reads=new)
-    hits = match_reads(session, facts=fresh.facts())
+    hits = match_batch(session, replace(batch, reads=new))
     if hits:
         hit_ids = sorted(facts.read_id for facts, _ in hits)
         # The capture range lets PostgreSQL visit only those days' partitions.

@@ -52,18 +52,19 @@ costs a search one empty probe and is never reported as a hit.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Float, String, column, func, or_, table, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from anwang.core.db import UTCDateTime, after_commit
+from anwang.core.db import UTCDateTime, after_commit, sqlite_utc_text
 
 TABLE = "plate_reads"
 PARTITION_PREFIX = f"{TABLE}_p"
@@ -312,19 +313,39 @@ def _grain_floor(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
-def record_read_locations(session: Session, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Note in ``read_locations`` where the stored ``rows`` (mappings with
-    ``checkpoint_code``, ``lat``, ``lon`` and ``captured_at``) were taken: a new row per
-    new (checkpoint, position), or ``first_seen``/``last_seen`` widened to cover the
-    rows' capture times (to whole hours). In the caller's transaction, in key order so
-    that two writers take the rows' locks in the same order; a row that already covers
-    the times is left untouched. Returns the number of locations in ``rows``."""
-    spans: dict[tuple[str, float, float], tuple[datetime, datetime]] = {}
-    for r in rows:
-        key = (str(r["checkpoint_code"]), float(r["lat"]), float(r["lon"]))
-        at = r["captured_at"]
-        lo, hi = spans.get(key, (at, at))
-        spans[key] = (min(lo, at), max(hi, at))
+@functools.lru_cache(maxsize=32)
+def _sqlite_locations_sql(rows: int) -> str:
+    """:func:`record_read_locations`'s upsert on SQLite, for ``rows`` locations (the
+    SQL that SQLAlchemy writes for the same statement; SQLite's two-argument min() and
+    max() are scalar, and its times are ISO text that sorts as the times do)."""
+    t = LOCATIONS_TABLE
+    return (f"INSERT INTO {t} (checkpoint_code, lat, lon, first_seen, last_seen) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?)"] * rows)
+            + " ON CONFLICT (checkpoint_code, lat, lon) DO UPDATE SET "
+            f"first_seen = min({t}.first_seen, excluded.first_seen), "
+            f"last_seen = max({t}.last_seen, excluded.last_seen) "
+            f"WHERE excluded.first_seen < {t}.first_seen OR excluded.last_seen > {t}.last_seen")
+
+
+def record_read_locations(
+    session: Session, sightings: Iterable[tuple[str, float, float, datetime]]
+) -> int:
+    """Note in ``read_locations`` where stored reads were taken — ``sightings`` are
+    (checkpoint code, lat, lon, captured_at) — a new row per new (checkpoint, position),
+    or ``first_seen``/``last_seen`` widened to cover the reads' capture times (to whole
+    hours). In the caller's transaction, in key order so that two writers take the
+    rows' locks in the same order; a row that already covers the times is left
+    untouched. Returns the number of locations among ``sightings``."""
+    spans: dict[tuple[str, float, float], list[datetime]] = {}
+    for code, lat, lon, at in sightings:
+        key = (code, lat, lon)
+        span = spans.get(key)
+        if span is None:
+            spans[key] = [at, at]
+        elif at < span[0]:
+            span[0] = at
+        elif at > span[1]:
+            span[1] = at
     if not spans:
         return 0
     values = [
@@ -332,23 +353,28 @@ def record_read_locations(session: Session, rows: Iterable[Mapping[str, Any]]) -
          "last_seen": _grain_floor(hi) + LOCATION_GRAIN}
         for (code, lat, lon), (lo, hi) in sorted(spans.items())
     ]
+    if not _is_postgresql(session):
+        # Sent to the driver as it is (SQLAlchemy's executemany of the same upsert cost
+        # more than the rest of storing a batch's locations); PostgreSQL's is below.
+        conn = session.connection()
+        for start in range(0, len(values), 1000):  # 5,000 parameters a statement at most
+            part = values[start:start + 1000]
+            params: list[Any] = []
+            for v in part:
+                params.extend((v["checkpoint_code"], v["lat"], v["lon"],
+                               sqlite_utc_text(cast(datetime, v["first_seen"])),
+                               sqlite_utc_text(cast(datetime, v["last_seen"]))))
+            conn.exec_driver_sql(_sqlite_locations_sql(len(part)), tuple(params))
+        return len(values)
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
     t = _locations.c
-    if _is_postgresql(session):
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt: Any = pg_insert(_locations)
-        least, greatest = func.least, func.greatest
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(_locations)
-        # SQLite's two-argument min() and max() are scalar; its times are ISO text.
-        least, greatest = func.min, func.max
+    stmt: Any = pg_insert(_locations)
     new = stmt.excluded
     stmt = stmt.on_conflict_do_update(
         index_elements=["checkpoint_code", "lat", "lon"],
-        set_={"first_seen": least(t.first_seen, new.first_seen),
-              "last_seen": greatest(t.last_seen, new.last_seen)},
+        set_={"first_seen": func.least(t.first_seen, new.first_seen),
+              "last_seen": func.greatest(t.last_seen, new.last_seen)},
         where=or_(new.first_seen < t.first_seen, new.last_seen > t.last_seen),
     )
     session.execute(stmt, values)

@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
@@ -46,7 +46,6 @@ from anwang.audit import service as audit_service
 from anwang.auth import service as auth_service
 from anwang.auth.permissions import Action, Role, allowed
 from anwang.checkpoints import plates
-from anwang.checkpoints.facts import ReadFacts
 from anwang.core import audit
 from anwang.core.audit import AuditEntry
 from anwang.core.db import after_commit, publish_after_commit
@@ -402,13 +401,25 @@ def index_stats(session: Session) -> dict[str, int]:
                 "updates": cached.updates}
 
 
-def match_reads(
-    session: Session, *, reads: Sequence[ReadFacts]
-) -> list[tuple[ReadFacts, list[Hit]]]:
+class Sighting(Protocol):
+    """What matching needs of a read: its normalised plate and when it was captured
+    (:class:`~anwang.checkpoints.facts.ReadFacts`, or the reads of a batch being stored)."""
+
+    @property
+    def plate(self) -> str: ...
+
+    @property
+    def captured_at(self) -> datetime: ...
+
+
+_S = TypeVar("_S", bound=Sighting)
+
+
+def match_reads(session: Session, *, reads: Sequence[_S]) -> list[tuple[_S, list[Hit]]]:
     """The reads that match at least one active, unexpired entry, each with its hits
     (best first; see :meth:`WatchIndex.match`). The matching time is each read's
     ``captured_at``: an entry matches reads captured strictly before its expiry."""
-    out: list[tuple[ReadFacts, list[Hit]]] = []
+    out: list[tuple[_S, list[Hit]]] = []
     with _lock:
         index = _refresh(session)
         match = index.match

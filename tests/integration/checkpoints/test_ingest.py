@@ -222,8 +222,9 @@ class FakeWatchlist:
         self.plate = plate
         self.calls: list[list[str]] = []
 
-    def match_reads(self, session: Any, *, reads: list[ReadFacts]) -> list[Any]:
-        self.calls.append([r.read_id for r in reads])
+    def match_reads(self, session: Any, *, reads: list[Any]) -> list[Any]:
+        """Matches on the plate alone, as the real one does (with the capture time)."""
+        self.calls.append([r.plate for r in reads])
         return [(r, ["hit"]) for r in reads if r.plate == self.plate]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 import anwang.schema  # noqa: F401  (every table)
 from anwang.checkpoints import reads, service
@@ -144,3 +145,45 @@ def test_the_stored_id_look_up_answers_as_sqlalchemys(
     assert answers[0] == answers[1]
     assert answers[0][0] == {r.id for r in items[:20]}
     assert answers[0][1] == {r.id for r in items[5:16]}
+
+
+def test_a_driver_error_is_raised_as_sqlalchemy_raises_it(
+    dbs: tuple[Database, Database],
+) -> None:
+    """A row the table refuses (no plate) fails the whole batch as an IntegrityError of
+    SQLAlchemy's, and nothing of the batch is stored."""
+    fast, _ = dbs
+    items = varied(5)
+    items[3] = items[3]._replace(plate=None)  # type: ignore[arg-type]
+    with pytest.raises(IntegrityError):
+        store(fast, batch(items))
+    assert raw_rows(fast) == [(0,)]
+
+
+def test_matching_makes_facts_only_of_the_reads_that_hit(
+    dbs: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``match_batch`` matches on plate and time; the facts it hands on are the batch's
+    own facts of the reads that hit, and no other read is made into facts."""
+    items = varied(12)
+    b = batch(items)
+    listed = {items[2].plate, items[7].plate}
+
+    class Listed:
+        def match_reads(self, session: Any, *, reads: list[Any]) -> list[Any]:
+            return [(r, ["hit"]) for r in reads if r.plate in listed]
+
+    made: list[int] = []
+    real_facts = reads.ReadBatch.facts
+
+    def counting(self: reads.ReadBatch, chosen: Any = None) -> list[reads.ReadFacts]:
+        out = real_facts(self, chosen)
+        made.append(len(out))
+        return out
+
+    monkeypatch.setattr(reads, "_watchlist_service", lambda: Listed())
+    monkeypatch.setattr(reads.ReadBatch, "facts", counting)
+    with dbs[0].unit_of_work(readonly=True, info=CITY) as s:
+        found = reads.match_batch(s, b)
+    assert [f for f, _ in found] == real_facts(b, [items[2], items[7]])
+    assert made == [2]
