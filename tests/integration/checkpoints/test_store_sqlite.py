@@ -148,13 +148,16 @@ def test_the_stored_id_look_up_answers_as_sqlalchemys(
 
 
 def test_a_driver_error_is_raised_as_sqlalchemy_raises_it(
-    dbs: tuple[Database, Database],
+    dbs: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A row the table refuses (no plate) fails the whole batch as an IntegrityError of
-    SQLAlchemy's, and nothing of the batch is stored."""
+    SQLAlchemy's, and nothing of the batch is stored — not even the rows of the
+    statements before it, which ran in the same transaction."""
     fast, _ = dbs
+    monkeypatch.setattr(reads, "SQLITE_INSERT_ROWS", 2)
     items = varied(5)
-    items[3] = items[3]._replace(plate=None)  # type: ignore[arg-type]
+    # Sorted last (rows go in id order): the two statements before it succeed.
+    items[3] = items[3]._replace(id="~last", plate=None)  # type: ignore[arg-type]
     with pytest.raises(IntegrityError):
         store(fast, batch(items))
     assert raw_rows(fast) == [(0,)]
