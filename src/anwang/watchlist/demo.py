@@ -35,17 +35,17 @@ class DemoEntry:
 
 DEMO_ENTRIES: tuple[DemoEntry, ...] = (
     DemoEntry("苏D8A2K7", "stolen_vehicle", 1, "DEMO-2026-0101",
-              {"colour": "white", "make": "Toyota", "model": "Camry", "type": "sedan"},
+              {"colour": "白色", "make": "丰田", "model": "凯美瑞", "type": "轿车"},
               "苏D8A2K7"),
     DemoEntry("苏DD12345", "hit_and_run", 1, "DEMO-2026-0102",
-              {"colour": "grey", "make": "BYD", "model": "Qin", "type": "sedan",
-               "notes": "front right bumper damaged"}, "苏DD12345"),
+              {"colour": "灰色", "make": "比亚迪", "model": "秦", "type": "轿车",
+               "notes": "右前保险杠受损"}, "苏DD12345"),
     DemoEntry("皖B7Q351", "stolen_plate", 2, "DEMO-2026-0103",
-              {"colour": "blue", "type": "light truck"}, "皖B7Q351"),
+              {"colour": "蓝色", "type": "轻型货车"}, "皖B7Q351"),
     DemoEntry("沪A3C926", "missing_person", 1, "DEMO-2026-0104",
-              {"colour": "black", "make": "Volkswagen", "model": "Passat"}, "沪A3C926"),
+              {"colour": "黑色", "make": "大众", "model": "帕萨特"}, "沪A3C926"),
     DemoEntry("苏D?58*", "wanted_case", 2, "DEMO-2026-0105",
-              {"colour": "red", "type": "SUV", "notes": "witness saw part of the plate"},
+              {"colour": "红色", "type": "SUV", "notes": "目击者只记得部分号牌"},
               "苏DQ5808"),
 )
 
