@@ -64,6 +64,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from anwang.core.bulk import upsert
 from anwang.core.db import UTCDateTime, after_commit, sqlite_utc_text
 
 TABLE = "plate_reads"
@@ -226,25 +227,37 @@ def create_ahead(
 
 
 def insert_reads(session: Session, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
-    """Execute the bulk ``INSERT ... RETURNING`` ``stmt`` for ``rows`` and return the
-    returned values. On PostgreSQL the rows' day partitions are made sure of first, and
-    an insert that finds a partition gone (dropped by a purge since this process saw it)
-    is retried once after creating it again."""
+    """Insert ``rows`` (dicts of ``plate_reads`` columns), a read already stored under
+    the key ``(id, captured_at)`` left alone, and return the ids really inserted.
+
+    On PostgreSQL the rows go as one JSON document (:func:`anwang.core.bulk.upsert`: a
+    multi-row ``INSERT`` with a parameter per value costs the driver more, in Python,
+    than the server's whole insert); their day partitions are made sure of first, and an
+    insert that finds a partition gone (dropped by a purge since this process saw it) is
+    retried once after creating it again. Elsewhere ``stmt``, SQLAlchemy's bulk
+    ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``, is executed for them."""
     if not rows:
         return []
     if not _is_postgresql(session):
         return list(session.execute(stmt, list(rows)).scalars())
+
+    from anwang.checkpoints.models import PlateRead  # (the models import this module)
+
+    def insert() -> list[Any]:
+        return [row[0] for row in upsert(session, PlateRead.__table__, rows,
+                                         key=("id", "captured_at"), returning=("id",))]
+
     days = {day_of(r["captured_at"]) for r in rows}
     ensure_partitions(session, days=days)
     try:
         with session.begin_nested():
-            return list(session.execute(stmt, list(rows)).scalars())
+            return insert()
     except DBAPIError as exc:
         if _sqlstate(exc) != _NO_PARTITION or "no partition" not in str(exc.orig):
             raise
     forget(session, days)
     ensure_partitions(session, days=days)
-    return list(session.execute(stmt, list(rows)).scalars())
+    return insert()
 
 
 # --- SQLite: the FTS5 trigram index ---------------------------------------------------

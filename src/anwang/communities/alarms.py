@@ -33,10 +33,10 @@ from sqlalchemy import Date, bindparam, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from anwang.communities import events
-from anwang.communities.bulk import dumps, upsert
 from anwang.communities.models import Community, DeviceAlarm, DeviceStatus
 from anwang.communities.rules import ROUTES, DeviceState, Transition
 from anwang.core import audit
+from anwang.core.bulk import dumps, upsert
 from anwang.core.db import publish_after_commit
 from anwang.core.errors import Conflict, NotFound, ValidationFailed
 from anwang.core.events import new_id

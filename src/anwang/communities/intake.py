@@ -14,7 +14,7 @@ request, :func:`anwang.communities.service.ingest_http`). In one transaction it:
 3. stores events with ``ON CONFLICT DO NOTHING RETURNING``: only events that were new
    reach the rules, which is what makes a redelivered or re-posted message raise and
    count nothing twice; and the telemetry samples, with one statement
-   (:mod:`anwang.communities.bulk`: the batch goes to PostgreSQL as one JSON document).
+   (:mod:`anwang.core.bulk`: the batch goes to PostgreSQL as one JSON document).
    Neither depends on the rules' state, so both are written before the next step —
    while the batch before, of the same worker, may still hold the locks
    (:class:`anwang.communities.handlers.Turn`);
@@ -53,7 +53,6 @@ from sqlalchemy.orm import Session
 
 from anwang.communities import adapters, alarms
 from anwang.communities.adapters import Reason, Rejected
-from anwang.communities.bulk import dumps, upsert
 from anwang.communities.models import (
     Community,
     Device,
@@ -77,6 +76,7 @@ from anwang.communities.rules import (
     evaluate,
     merge_rules,
 )
+from anwang.core.bulk import dumps, upsert
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
-"""Bulk inserts and upserts for the intake's hot path, on PostgreSQL and SQLite.
+"""Bulk inserts and upserts for hot paths, on PostgreSQL and SQLite.
 
-The intake writes a few thousand rows per batch into a handful of tables. Going through
+The device intake writes a few thousand rows per batch into a handful of tables, and the
+plate-read storage consumer thousands of reads (on PostgreSQL). Going through
 SQLAlchemy's multi-row ``INSERT … VALUES`` compiles a statement with one bound
 parameter per value on every batch, and even an array per column makes the driver
 adapt every value in Python — both cost more than the database's own work. So this
@@ -24,7 +25,7 @@ Rows of one call must not repeat a conflict key when the conflict updates.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -160,7 +161,7 @@ def dumps(value: Any) -> bytes:
 def upsert(
     session: Session,
     table: FromClause,
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
     *,
     key: Sequence[str] = (),
     update: Sequence[str] = (),
