@@ -16,7 +16,7 @@ How a read travels (``docs/architecture.md``, "How a plate read becomes an alert
    package. A redelivered or retried batch inserts nothing and so raises nothing.
 
 The watch-list and alerts packages are reached lazily through their service modules
-(:func:`match_reads`): they depend on :class:`~anwang.checkpoints.facts.ReadFacts`, not
+(:func:`match_batch`): they depend on :class:`~anwang.checkpoints.facts.ReadFacts`, not
 the other way round.
 """
 
@@ -506,17 +506,6 @@ def _alerts_service() -> Any | None:
     if importlib.util.find_spec("anwang.alerts.service") is None:
         return None
     return importlib.import_module("anwang.alerts.service")
-
-
-def match_reads(session: Session, *, facts: list[ReadFacts]) -> list[tuple[ReadFacts, list[Any]]]:
-    """The reads among ``facts`` that hit the watch list, with their hits."""
-    if not facts:
-        return []
-    watchlist = _watchlist_service()
-    if watchlist is None:
-        return []
-    result: list[tuple[ReadFacts, list[Any]]] = watchlist.match_reads(session, reads=facts)
-    return result
 
 
 def match_batch(session: Session, batch: ReadBatch) -> list[tuple[ReadFacts, list[Any]]]:
