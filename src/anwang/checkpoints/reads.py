@@ -43,7 +43,13 @@ from anwang.checkpoints import events as ev
 from anwang.checkpoints import plates, storage
 from anwang.checkpoints.facts import ReadFacts
 from anwang.checkpoints.models import Checkpoint
-from anwang.checkpoints.schemas import ReadFields, ReadIn, Rejection, quick_read
+from anwang.checkpoints.schemas import (
+    ReadFields,
+    ReadIn,
+    Rejection,
+    quick_reads,
+    utc_instant,
+)
 from anwang.checkpoints.service import (
     _CHECKPOINTS,
     _READS,
@@ -86,7 +92,7 @@ def read_id(*, checkpoint: str, captured_at: datetime, plate: str, lane: int | N
     The same read sent again — in any UTC offset, with the plate spelt with full-width
     characters or spaces — gets the same id, which is what lets storage drop it.
     """
-    return _derived_id(checkpoint, captured_at, plates.normalise(plate), lane)
+    return _derived_id(checkpoint, utc_instant(captured_at), plates.normalise(plate), lane)
 
 
 _NAMESPACE_BYTES = READ_NAMESPACE.bytes
@@ -94,23 +100,17 @@ _NAMESPACE_BYTES = READ_NAMESPACE.bytes
 _VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
-def _derived_id(checkpoint: str, captured_at: datetime, plate: str, lane: int | None) -> str:
-    """:func:`read_id` of an already normalised ``plate`` (what validation has in hand).
+def _derived_id(checkpoint: str, instant: str, plate: str, lane: int | None) -> str:
+    """:func:`read_id` of an already normalised ``plate`` and the capture time as
+    :func:`~anwang.checkpoints.schemas.utc_instant` writes it (what validation has in
+    hand).
 
     ``str(uuid.uuid5(READ_NAMESPACE, name))`` written out (RFC 9562 §5.5: the first 16
     bytes of the SHA-1 of namespace and name, version 5, variant ``10``) — a third of the
     time of building the ``UUID`` object, and ingestion derives one per read; the unit
     tests check that both agree.
     """
-    if captured_at.tzinfo is None:
-        raise ValueError("captured_at must be timezone-aware")
-    utc = captured_at.astimezone(UTC)
-    if utc.year >= 1000:
-        # ``isoformat`` is strftime's "%Y-%m-%dT%H:%M:%S.%f" then "+00:00", in less time.
-        instant = utc.isoformat(timespec="microseconds")[:26] + "Z"
-    else:  # strftime writes such a year without leading zeros
-        instant = utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    name = "\x1f".join((checkpoint, instant, plate, "" if lane is None else str(lane)))
+    name = f"{checkpoint}\x1f{instant}\x1f{plate}\x1f{'' if lane is None else lane}"
     h = hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).hexdigest()
     # Hex digit 12 becomes the version (5), digit 16 takes the variant bits (10xx).
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
@@ -146,6 +146,9 @@ class ValidRead(NamedTuple):
     direction: str
     vehicle: dict[str, Any] | None
     image_ref: str | None
+    #: ``captured_at`` as :func:`~anwang.checkpoints.schemas.utc_instant` writes it, when
+    #: validation made it (storage on SQLite writes the time from it).
+    instant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ class ReadBatch:
                     "captured_at": r.captured_at.isoformat(), "plate": r.plate,
                     "plate_kind": r.plate_kind, "plate_color": r.plate_color,
                     "confidence": r.confidence, "lane": r.lane, "direction": r.direction,
-                    "vehicle": r.vehicle, "image_ref": r.image_ref,
+                    "vehicle": r.vehicle, "image_ref": r.image_ref, "instant": r.instant,
                 }
                 for r in self.reads
             ],
@@ -197,7 +200,7 @@ class ReadBatch:
                     captured_at=datetime.fromisoformat(r["captured_at"]).astimezone(UTC),
                     plate=r["plate"], plate_kind=r["plate_kind"], plate_color=r["plate_color"],
                     confidence=r["confidence"], lane=r["lane"], direction=r["direction"],
-                    vehicle=r["vehicle"], image_ref=r["image_ref"],
+                    vehicle=r["vehicle"], image_ref=r["image_ref"], instant=r.get("instant"),
                 )
                 for r in payload["reads"]
             ],
@@ -296,55 +299,64 @@ def validate_reads(
     rejected: list[Rejection] = []
     latest = now + FUTURE_TOLERANCE
     oldest = now - retention
-    for i, item in enumerate(items):
-        if isinstance(item, Malformed):
-            rejected.append(Rejection(index=i, code="malformed_json", detail=item.detail))
-            continue
-        if not isinstance(item, dict):
-            rejected.append(Rejection(index=i, code="not_an_object",
-                                      detail="each read is a JSON object"))
-            continue
-        # The plain shape a device sends is checked without the model; anything else
-        # (and every invalid read) goes through it, for its errors.
-        read = quick_read(item)
+    parsed = rules._parsed
+    derive = _derived_id
+    # The plain shape a device sends is checked without the model, for the whole batch;
+    # anything else (and every invalid read) goes through it, for its errors.
+    usable = [code for code, on in active.items() if on and checkpoints.get(code) is not None]
+    quick = quick_reads(items, checkpoints=frozenset(usable))
+    for i, (item, read) in enumerate(zip(items, quick, strict=True)):
         if read is None:
+            if isinstance(item, Malformed):
+                rejected.append(Rejection(index=i, code="malformed_json", detail=item.detail))
+                continue
+            if not isinstance(item, dict):
+                rejected.append(Rejection(index=i, code="not_an_object",
+                                          detail="each read is a JSON object"))
+                continue
             try:
                 read = ReadFields.of(ReadIn.model_validate(item))
             except ValidationError as exc:
                 rejected.append(_rejection(i, exc))
                 continue
-        if checkpoints.get(read.checkpoint) is None:
-            rejected.append(Rejection(
-                index=i, code="unknown_checkpoint",
-                detail=f"no checkpoint {read.checkpoint!r} (in this key's jurisdiction)"))
-            continue
-        if not active.get(read.checkpoint, False):
-            rejected.append(Rejection(index=i, code="inactive_checkpoint",
-                                      detail=f"checkpoint {read.checkpoint!r} is deactivated"))
-            continue
-        if read.captured_at > latest:
+        if read.instant is None:  # the fast path passed only usable checkpoints
+            if checkpoints.get(read.checkpoint) is None:
+                rejected.append(Rejection(
+                    index=i, code="unknown_checkpoint",
+                    detail=f"no checkpoint {read.checkpoint!r} (in this key's jurisdiction)"))
+                continue
+            if not active.get(read.checkpoint, False):
+                rejected.append(Rejection(
+                    index=i, code="inactive_checkpoint",
+                    detail=f"checkpoint {read.checkpoint!r} is deactivated"))
+                continue
+        captured_at = read.captured_at
+        if captured_at > latest:
             rejected.append(Rejection(
                 index=i, code="captured_at_in_future",
                 detail=f"captured_at is more than {int(FUTURE_TOLERANCE.total_seconds() // 60)} "
                        "minutes ahead of the server's clock"))
             continue
-        if read.captured_at < oldest:
+        if captured_at < oldest:
             rejected.append(Rejection(
                 index=i, code="captured_at_too_old",
                 detail="captured_at is older than the retention window "
                        f"({int(retention.total_seconds() // 3600)} h)"))
             continue
-        try:
-            plate = plates.parse(read.plate, rules)
-        except plates.InvalidPlate as exc:
-            rejected.append(Rejection(index=i, code="invalid_plate", detail=exc.reason))
-            continue
+        plate = parsed.get(read.plate)  # plates.parse's own memory, without the call
+        if plate is None:
+            try:
+                plate = plates.parse(read.plate, rules)
+            except plates.InvalidPlate as exc:
+                rejected.append(Rejection(index=i, code="invalid_plate", detail=exc.reason))
+                continue
+        instant = read.instant or utc_instant(captured_at)
+        text = plate.text
+        # Positional, in ValidRead's field order (keywords cost a third more).
         valid.append((i, ValidRead(
-            id=read.id or _derived_id(read.checkpoint, read.captured_at, plate.text, read.lane),
-            checkpoint=read.checkpoint, captured_at=read.captured_at, plate=plate.text,
-            plate_kind=plate.kind, plate_color=read.plate_color or None,
-            confidence=read.confidence, lane=read.lane, direction=read.direction,
-            vehicle=read.vehicle, image_ref=read.image_ref,
+            read.id or derive(read.checkpoint, instant, text, read.lane), read.checkpoint,
+            captured_at, text, plate.kind, read.plate_color or None, read.confidence,
+            read.lane, read.direction, read.vehicle, read.image_ref, instant,
         )))
     return valid, rejected
 
@@ -456,10 +468,12 @@ SQLITE_INSERT_ROWS = 1000
 
 
 def _sqlite_insert(session: Session, names: Sequence[str],
-                   rows: Sequence[Sequence[Any]]) -> list[str]:
+                   rows: Sequence[Sequence[Any]], *, ready: Sequence[str] = ()) -> list[str]:
     """``INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING id`` of ``rows``
     (value sequences in the order of ``names``), in statements of up to
-    :data:`SQLITE_INSERT_ROWS` rows; the ids really inserted.
+    :data:`SQLITE_INSERT_ROWS` rows; the ids really inserted. The values of the columns
+    named in ``ready`` are already as the driver takes them (their bind processors are
+    not applied).
 
     Sent on the driver's own cursor in the session's transaction: a batch's ids come
     back as plain tuples (SQLAlchemy's result rows cost more than the rest of the
@@ -471,7 +485,8 @@ def _sqlite_insert(session: Session, names: Sequence[str],
     names = tuple(names)
     width = len(names)
     procs = _processors(dialect)
-    converts = [(j, proc) for j, name in enumerate(names) if (proc := procs[name]) is not None]
+    converts = [(j, proc) for j, name in enumerate(names)
+                if name not in ready and (proc := procs[name]) is not None]
     per = max(1, min(SQLITE_INSERT_ROWS, 32_766 // width))
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     inserted: list[str] = []
@@ -717,16 +732,29 @@ def store_reads(
     received = batch.received_at
     # In id order, so that two workers storing overlapping batches take the unique
     # index's locks in the same order and cannot deadlock (PostgreSQL).
-    rows = []
-    for r in sorted(batch.reads, key=_read_id):
-        c = places[r.checkpoint]
-        rows.append((r.id, r.checkpoint, r.captured_at, received, r.plate, r.plate_kind,
-                     r.plate_color, r.confidence, r.lane, r.direction, r.vehicle,
-                     r.image_ref, c.lat, c.lon, c.jurisdiction_code, False))
+    ordered = sorted(batch.reads, key=_read_id)
     inserted: set[str] = set()
+    rows: list[tuple[Any, ...]]
     if _is_sqlite(session):
-        inserted.update(_sqlite_insert(session, _STORED, rows))
+        # The capture time as SQLite stores it (``sqlite_utc_text``), from the text
+        # validation already wrote (the same instant, ``T`` and ``Z`` aside).
+        rows = [
+            (r.id, r.checkpoint,
+             f"{i[:10]} {i[11:26]}" if (i := r.instant) and len(i) == 27
+             else sqlite_utc_text(r.captured_at),
+             received, r.plate, r.plate_kind, r.plate_color, r.confidence, r.lane,
+             r.direction, r.vehicle, r.image_ref, (c := places[r.checkpoint]).lat, c.lon,
+             c.jurisdiction_code, False)
+            for r in ordered
+        ]
+        inserted.update(_sqlite_insert(session, _STORED, rows, ready=("captured_at",)))
     else:
+        rows = [
+            (r.id, r.checkpoint, r.captured_at, received, r.plate, r.plate_kind,
+             r.plate_color, r.confidence, r.lane, r.direction, r.vehicle, r.image_ref,
+             (c := places[r.checkpoint]).lat, c.lon, c.jurisdiction_code, False)
+            for r in ordered
+        ]
         insert = _upsert_insert(session)
         # The key is (id, captured_at): PostgreSQL partitions by captured_at (PlateRead).
         stmt = (insert(table).on_conflict_do_nothing(index_elements=["id", "captured_at"])
@@ -776,6 +804,5 @@ def store_reads(
         report.hits = len(hits)
         alerts = _alerts_service()
         if alerts is not None:
-            for facts, read_hits in hits:
-                report.alerts += int(alerts.raise_for_hits(session, read=facts, hits=read_hits))
+            report.alerts = int(alerts.raise_for_reads(session, hits))
     return report

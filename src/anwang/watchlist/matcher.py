@@ -50,6 +50,15 @@ that bucket is not empty. Only when a regular expression matches — rarely — 
 walked in Python to list every entry that matches; the trie, not the expression, is the
 truth, so an expression may match a little more than the bucket holds.
 
+Plates that nothing can match
+-----------------------------
+Most reads match nothing, and the same vehicles pass checkpoint after checkpoint. A
+plate for which no entry is even a candidate — no exact or approximate slot, no partial
+pattern — is remembered (up to :data:`MISS_MEMORY` plates), and its next read costs one
+set lookup. Whether a plate has candidates does not depend on the read time, so only an
+addition can make a remembered plate match: ``add`` forgets them all, ``remove`` keeps
+them.
+
 That is what makes changes cheap. ``add`` and ``remove`` update the trie at once. A
 removal compiles nothing: the bucket's expression still matches the removed pattern,
 which costs at most a walk that finds nothing. An addition goes into a small second
@@ -105,6 +114,9 @@ MIN_FIXED_CHARACTERS = 3
 MAX_PATTERN_LENGTH = 16
 MAX_STARS = 3
 MAX_READ_LENGTH = 16
+#: Plates remembered as matching nothing (see the module docstring); when full, the
+#: memory starts again from empty.
+MISS_MEMORY = 262_144
 
 #: Groups of characters that plate cameras confuse, each with the character that stands
 #: for the group. Configuration: pass another mapping to :meth:`WatchIndex.build`.
@@ -368,7 +380,8 @@ def _count(node: dict[str, Any]) -> int:
 class WatchIndex:
     """Exact, approximate and partial matching of normalised plate reads; see the module."""
 
-    __slots__ = ("_approx", "_buckets", "_entries", "_exact", "_partial", "_table", "_trie")
+    __slots__ = ("_approx", "_buckets", "_entries", "_exact", "_misses", "_partial", "_table",
+                 "_trie")
 
     def __init__(self, confusables: Mapping[str, str] = DEFAULT_CONFUSABLES) -> None:
         self._table = _confusable_table(confusables)
@@ -379,6 +392,8 @@ class WatchIndex:
         self._trie: dict[str, Any] = {}
         # First trie edge (a character, or "" for the wildcard-led bucket) → its bucket.
         self._buckets: dict[str, _Bucket] = {}
+        # Plates with no candidate entry at all (forgotten on every addition).
+        self._misses: set[str] = set()
 
     @classmethod
     def build(
@@ -418,6 +433,8 @@ class WatchIndex:
 
         Order: priority, then exact before approximate before partial, then entry id.
         """
+        if plate in self._misses:
+            return []
         hits: list[Hit] | None = None
 
         found = self._exact.get(plate)
@@ -431,14 +448,15 @@ class WatchIndex:
         key = raw.translate(self._table)
         if raw and raw[0] < 0x80 and key[0] != raw[0]:
             key = raw[:1] + key[1:]
-        found = self._approx.get(key)
-        if found is not None:
-            for entry in found if type(found) is tuple else (found,):
+        approx = self._approx.get(key)
+        if approx is not None:
+            for entry in approx if type(approx) is tuple else (approx,):
                 if entry.pattern != plate and _live(entry, at):
                     if hits is None:
                         hits = []
                     hits.append(Hit(entry.id, MatchKind.APPROXIMATE, max(entry.priority, 2)))
 
+        partial = None
         if self._trie and plate and len(plate) <= MAX_READ_LENGTH:
             partial = self._match_partial(plate, at)
             if partial:
@@ -447,12 +465,18 @@ class WatchIndex:
                 hits.extend(partial)
 
         if not hits:
+            if found is None and approx is None and partial is None:
+                misses = self._misses
+                if len(misses) >= MISS_MEMORY:
+                    misses.clear()
+                misses.add(plate)
             return []
         if len(hits) > 1:
             hits.sort(key=_hit_order)
         return hits
 
     def _match_partial(self, plate: str, at: datetime) -> list[Hit] | None:
+        """The live partial hits; None when no partial pattern matches at all."""
         matched: dict[str, Entry] | None = None
         bucket = self._buckets.get(plate[0])
         if bucket is not None and bucket.may_match(plate):
@@ -479,6 +503,7 @@ class WatchIndex:
         if entry.id in self._entries:
             self.remove(entry.id)
         self._insert(entry, pattern)
+        self._misses.clear()  # the new entry may match a plate that matched nothing
 
     def remove(self, entry_id: str) -> bool:
         """Remove an entry; ``False`` when there was none with that id."""

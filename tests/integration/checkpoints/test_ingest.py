@@ -232,9 +232,9 @@ class FakeAlerts:
     def __init__(self) -> None:
         self.raised: list[str] = []
 
-    def raise_for_hits(self, session: Any, *, read: ReadFacts, hits: list[Any]) -> int:
-        self.raised.append(read.read_id)
-        return len(hits)
+    def raise_for_reads(self, session: Any, found: list[tuple[ReadFacts, list[Any]]]) -> int:
+        self.raised.extend(read.read_id for read, _ in found)
+        return sum(len(hits) for _, hits in found)
 
 
 def test_hits_raise_alerts_once_and_mark_the_read(cams: Kit,

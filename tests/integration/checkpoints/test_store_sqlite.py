@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 import anwang.schema  # noqa: F401  (every table)
 from anwang.checkpoints import reads, service
-from anwang.checkpoints.schemas import CheckpointCreate
+from anwang.checkpoints.schemas import CheckpointCreate, utc_instant
 from anwang.core.db import Base, Database
 from anwang.core.scope import Scope
 from anwang.watchlist import service as wl
@@ -52,7 +52,8 @@ def dbs(tmp_path: Path) -> Iterator[tuple[Database, Database]]:
 
 def varied(n: int, start: int = 0) -> list[reads.ValidRead]:
     """Reads with every optional value present and absent, recurring vehicle
-    descriptions (the same object and equal ones), times with and without fractions."""
+    descriptions (the same object and equal ones), times with and without fractions,
+    and with and without the text validation writes for them (``instant``)."""
     shared = {"type": "car", "colour": "白", "make": "丰田"}
     vehicles: list[dict[str, str] | None] = [
         None, shared, {"type": "car", "colour": "白", "make": "丰田"}, {"type": "van"},
@@ -61,15 +62,17 @@ def varied(n: int, start: int = 0) -> list[reads.ValidRead]:
     out = []
     for i in range(start, start + n):
         micro = 0 if i % 3 == 0 else (i * 7919) % 1_000_000
+        captured = NOW - timedelta(minutes=i, microseconds=micro)
         out.append(reads.ValidRead(
             id=f"read-{(i * 2654435761) % 10**9:09d}-{i}",
             checkpoint="CP-W1" if i % 2 else "CP-E1",
-            captured_at=NOW - timedelta(minutes=i, microseconds=micro),
+            captured_at=captured,
             plate=f"苏D{10000 + i}", plate_kind="ordinary",
             plate_color=[None, "blue", "yellow"][i % 3],
             confidence=[None, 0.0, 1.0, 0.25, 1][i % 5], lane=[None, 0, 99, 7][i % 4],
             direction="in" if i % 2 else "out", vehicle=vehicles[i % len(vehicles)],
             image_ref=None if i % 4 else f"s3://bucket/{i}.jpg",
+            instant=None if i % 5 == 1 else utc_instant(captured),
         ))
     return out
 

@@ -4,6 +4,7 @@ when it accepts, and takes the plain reads devices send."""
 
 from __future__ import annotations
 
+import typing
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -140,6 +141,9 @@ def by_model(item: dict[str, Any]) -> ReadFields | None:
 
 
 def same(fast: ReadFields, model: ReadFields) -> None:
+    # The fast path also writes the time as read ids are derived from it.
+    assert fast.instant == schemas.utc_instant(model.captured_at)
+    fast = fast._replace(instant=None)
     assert fast == model
     # Equal and written the same: UTC, and the vehicle's fields in the model's order.
     assert fast.captured_at.utcoffset() == timedelta(0)
@@ -185,7 +189,7 @@ def test_a_batch_is_judged_the_same_with_and_without_the_fast_path(
                               "retention": timedelta(hours=48)}
     fast = validate_reads(batch, **kwargs)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(reads, "quick_read", lambda item: None)
+        mp.setattr(reads, "quick_reads", lambda items, **_: [None] * len(items))
         slow = validate_reads(batch, **kwargs)
     assert fast == slow
 
@@ -217,3 +221,45 @@ def test_the_facts_of_a_batch_carry_each_field_under_its_name() -> None:
         plate="苏D12345", plate_color="blue", confidence=0.5, lat=31.7, lon=119.9,
         jurisdiction_code="3201", vehicle={"type": "car"}, image_ref="s3://x",
     )]
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(PLAIN, PLAIN, READS, anything()), max_size=8))
+def test_a_batch_gets_what_each_of_its_reads_gets_alone(batch: list[Any]) -> None:
+    # One read that is not plain sends the batch read by read; the others keep the
+    # fast path.
+    assert schemas.quick_reads(batch) == [quick_read(item) for item in batch]
+
+
+@settings(max_examples=200)
+@given(st.lists(PLAIN, min_size=1, max_size=5), st.sets(st.sampled_from(["C1", "C2"])))
+def test_reads_through_codes_not_known_are_left_to_the_model(
+    batch: list[dict[str, Any]], known: set[str],
+) -> None:
+    for n, item in enumerate(batch):
+        item["checkpoint"] = ["C1", "C2", "C3"][n % 3]
+    got = schemas.quick_reads(batch, checkpoints=known)
+    for item, fast in zip(batch, got, strict=True):
+        assert (fast is not None) == (item["checkpoint"] in known)
+
+
+def test_the_time_of_a_read_is_written_once_per_second_and_offset() -> None:
+    """Reads of one second share its UTC text; each keeps its own fraction, and a day
+    that does not exist is left to the model, in a batch as alone."""
+    base = {"checkpoint": "C1", "plate": "苏D12345", "direction": "in"}
+    times = ["2026-11-28T16:00:05+08:00", "2026-11-28T16:00:05.5+08:00",
+             "2026-11-28T16:00:05.000001+08:00", "2026-11-28T08:00:05.25Z",
+             "2026-02-30T08:00:05Z", "2026-12-31T23:59:59.999999-10:30"]
+    got = schemas.quick_reads([{**base, "captured_at": t} for t in times])
+    assert [g.instant if g else None for g in got] == [
+        "2026-11-28T08:00:05.000000Z", "2026-11-28T08:00:05.500000Z",
+        "2026-11-28T08:00:05.000001Z", "2026-11-28T08:00:05.250000Z", None,
+        "2027-01-01T10:29:59.999999Z"]
+    for fast in got:
+        if fast is not None:
+            assert fast.captured_at.tzinfo is UTC
+            assert fast.instant == schemas.utc_instant(fast.captured_at)
+
+
+def test_the_fast_path_knows_every_plate_colour() -> None:
+    assert set(typing.get_args(schemas._Colour)) == {c.value for c in schemas.PlateColor}

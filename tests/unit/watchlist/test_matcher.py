@@ -335,10 +335,13 @@ def test_add_and_remove_agree_with_a_rebuild(
             index.add(entry)
             current[entry_id] = entry
             probes.add(pattern.replace("?", "9").replace("*", "5"))
-            index.match(next(iter(probes)), NOW)  # compile buckets between changes
         else:
             assert index.remove(entry_id) is (entry_id in current)
             current.pop(entry_id, None)
+        # Between changes: buckets compile, and plates that match nothing are remembered
+        # (a later addition must make them match).
+        for probe in probes:
+            index.match(probe, NOW)
     rebuilt = WatchIndex.build(current.values())
     assert len(index) == len(rebuilt) == len(current)
     for read in probes:
@@ -404,3 +407,20 @@ def test_long_runs_of_changes_recompile_correctly(monkeypatch: pytest.MonkeyPatc
     rebuilt = WatchIndex.build(current.values())
     for read in reads:
         assert index.match(read, NOW) == rebuilt.match(read, NOW)
+
+
+def test_a_plate_remembered_as_matching_nothing_matches_once_an_entry_is_added() -> None:
+    index = WatchIndex.build([Entry("p", "苏D12*", 2, LATER)])
+    for _ in range(2):  # the second read is answered from the memory
+        assert index.match("苏E99999", NOW) == []
+    assert "苏E99999" in index._misses
+    index.add(Entry("e", "苏E99999", 1, LATER))
+    assert [h.entry_id for h in index.match("苏E99999", NOW)] == ["e"]
+    index.add(Entry("q", "苏E9999?", 3, LATER))
+    assert [h.entry_id for h in index.match("苏E99999", NOW)] == ["e", "q"]
+    # A plate whose only entry is not live at the read time is a candidate, not a miss.
+    assert index.match("苏E99999", LATER) == []
+    assert "苏E99999" not in index._misses
+    index.remove("e")
+    index.remove("q")
+    assert index.match("苏E99999", NOW) == []
