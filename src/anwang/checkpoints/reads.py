@@ -57,6 +57,7 @@ from anwang.checkpoints.service import (
     _now,
     end_outages,
 )
+from anwang.core import collector
 from anwang.core.db import OutboxEntry, UTCDateTime, publish_after_commit, sqlite_utc_text
 from anwang.core.errors import ValidationFailed
 from anwang.core.events import Event, EventContext
@@ -588,7 +589,14 @@ def check_reads(
     if len(items) > MAX_BATCH:
         raise ValidationFailed.on("reads", f"at most {MAX_BATCH} reads per batch",
                                   code="anwang.checkpoints.batch_too_large")
-    now = _now(now)
+    with collector.paused():
+        return _check_reads(session, items=items, retention_hours=retention_hours,
+                            now=_now(now))
+
+
+def _check_reads(
+    session: Session, *, items: Sequence[Any], retention_hours: int, now: datetime,
+) -> CheckedReads:
     codes = {
         item["checkpoint"] for item in items
         if isinstance(item, dict) and isinstance(item.get("checkpoint"), str)
@@ -637,7 +645,20 @@ def ingest_reads(
     hit; the alerts themselves are raised by :func:`store_reads`. Nothing is written
     here but the outbox rows of the events. ``checked``: the batch already validated
     by :func:`check_reads` (in another unit of work, with the same scope).
+
+    Both run with the cyclic garbage collector paused (:mod:`anwang.core.collector`).
     """
+    with collector.paused():
+        return _ingest_reads(session, items=items, source=source,
+                             retention_hours=retention_hours, now=now, publish=publish,
+                             store=store, correlation_id=correlation_id, checked=checked)
+
+
+def _ingest_reads(
+    session: Session, *, items: Sequence[Any], source: str, retention_hours: int,
+    now: datetime | None, publish: bool, store: bool, correlation_id: str | None,
+    checked: CheckedReads | None,
+) -> IngestReport:
     if checked is None:
         checked = check_reads(session, items=items, retention_hours=retention_hours, now=now)
     now, valid, rejected, found = (checked.now, checked.valid, checked.rejected,

@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from anwang.communities import alarms, intake
 from anwang.communities import service as communities_service
 from anwang.communities.adapters import Reason
+from anwang.core import collector
 from anwang.core.db import Database
 from anwang.core.events import utcnow
 from anwang.infra.mqtt import Message, MqttConsumer, Subscription
@@ -43,45 +43,13 @@ GROUP = "communities"
 PURGE_EVERY_S = 3600.0
 
 
-_gc_lock = threading.Lock()
-_gc_holders = 0
-_gc_was_enabled = False
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while a batch is judged.
-
-    A batch of a few thousand messages makes some 150,000 small containers (parsed
-    JSON, readings, rows) that all live until the batch is written, and none of which
-    form reference cycles: reference counting frees them when the batch ends. With
-    the collector on, they push it through hundreds of young-generation passes and
-    some full ones per batch — walking everything the process holds, the device
-    directory included — which cost the intake as much as judging the messages. So it
-    is paused for the batch (reference-counted across threads) and resumes after;
-    anything cyclic made meanwhile, in any thread, is collected then."""
-    global _gc_holders, _gc_was_enabled
-    with _gc_lock:
-        if _gc_holders == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_holders += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_holders -= 1
-            if _gc_holders == 0 and _gc_was_enabled:
-                gc.enable()
-
-
 def handle_batch(db: Database, settings: Settings, batch: Sequence[Message],
                  *, now: datetime | None = None, turn: Turn | None = None
                  ) -> intake.IngestReport:
     """Ingest one MQTT batch in one unit of work (synchronous; runs in a thread). With
     ``turn``, the batch locks its devices only after the batch before it has locked its
     own (see :class:`Turn`)."""
-    with _collector_paused():
+    with collector.paused():  # see anwang.core.collector
         messages: list[intake.Inbound] = []
         bad_topics: list[str] = []
         from_topic = intake.from_topic

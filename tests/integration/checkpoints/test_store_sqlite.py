@@ -193,3 +193,40 @@ def test_matching_makes_facts_only_of_the_reads_that_hit(
         found = reads.match_batch(s, b)
     assert [f for f, _ in found] == real_facts(b, [items[2], items[7]])
     assert made == [2]
+
+
+def test_a_batch_is_checked_and_stored_with_the_collector_paused(
+    dbs: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Checking and storing a batch run with Python's cyclic garbage collector off
+    (``anwang.core.collector``); it is on again once the batch is done."""
+    import gc
+
+    fast, _ = dbs
+    seen: dict[str, bool] = {}
+    real_validate, real_store = reads.validate_reads, reads.store_reads
+
+    def validating(*args: Any, **kwargs: Any) -> Any:
+        seen["validate"] = gc.isenabled()
+        return real_validate(*args, **kwargs)
+
+    def storing(*args: Any, **kwargs: Any) -> Any:
+        seen["store"] = gc.isenabled()
+        return real_store(*args, **kwargs)
+
+    monkeypatch.setattr(reads, "validate_reads", validating)
+    monkeypatch.setattr(reads, "store_reads", storing)
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        items = [{"checkpoint": "CP-W1", "captured_at": (NOW - timedelta(minutes=1)).isoformat(),
+                  "plate": "苏D12345", "direction": "in"}]
+        with fast.unit_of_work(info=CITY) as s:
+            report = reads.ingest_reads(s, items=items, source="test", retention_hours=48,
+                                        now=NOW, store=True)
+        assert (report.accepted, report.rejected) == (1, [])
+        assert seen == {"validate": False, "store": False}
+        assert gc.isenabled()
+    finally:
+        if not was:
+            gc.disable()

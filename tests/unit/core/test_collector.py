@@ -1,5 +1,6 @@
-"""The MQTT batch handler pauses Python's cyclic garbage collector while it judges a
-batch, and leaves it as it found it — whatever other threads do meanwhile."""
+"""Batches (device messages, plate reads) pause Python's cyclic garbage collector while
+they are handled (``anwang.core.collector``), and leave it as they found it — whatever
+other threads do meanwhile."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from anwang.communities import handlers
+from anwang.core import collector
 
 
 @pytest.fixture
@@ -22,16 +23,16 @@ def collector_on() -> Iterator[None]:
 
 
 def test_paused_during_a_batch_and_resumed_after(collector_on: None) -> None:
-    with handlers._collector_paused():
+    with collector.paused():
         assert not gc.isenabled()
-        with handlers._collector_paused():  # another batch at once (HTTP and MQTT)
+        with collector.paused():  # another batch at once (HTTP and MQTT)
             assert not gc.isenabled()
         assert not gc.isenabled()
     assert gc.isenabled()
 
 
 def test_resumed_after_a_batch_that_failed(collector_on: None) -> None:
-    with pytest.raises(RuntimeError), handlers._collector_paused():
+    with pytest.raises(RuntimeError), collector.paused():
         raise RuntimeError("the database went away")
     assert gc.isenabled()
 
@@ -40,7 +41,7 @@ def test_left_off_when_it_was_off() -> None:
     was = gc.isenabled()
     gc.disable()
     try:
-        with handlers._collector_paused():
+        with collector.paused():
             pass
         assert not gc.isenabled()
     finally:
@@ -53,7 +54,7 @@ def test_overlapping_batches_in_threads_resume_it_once_all_are_done(
     inside, release = threading.Barrier(3), threading.Event()
 
     def batch() -> None:
-        with handlers._collector_paused():
+        with collector.paused():
             inside.wait(5)
             release.wait(5)
 
