@@ -302,6 +302,7 @@ def validate_reads(
     oldest = now - retention
     parsed = rules._parsed
     derive = _derived_id
+    new_tuple = tuple.__new__
     # The plain shape a device sends is checked without the model, for the whole batch;
     # anything else (and every invalid read) goes through it, for its errors.
     usable = [code for code, on in active.items() if on and checkpoints.get(code) is not None]
@@ -353,12 +354,13 @@ def validate_reads(
                 continue
         instant = read.instant or utc_instant(captured_at)
         text = plate.text
-        # Positional, in ValidRead's field order (keywords cost a third more).
-        valid.append((i, ValidRead(
+        # Every field, in ValidRead's order, without the class's Python-level __new__
+        # (what its _make does): less than half the time, once per read.
+        valid.append((i, new_tuple(ValidRead, (
             read.id or derive(read.checkpoint, instant, text, read.lane), read.checkpoint,
             captured_at, text, plate.kind, read.plate_color or None, read.confidence,
             read.lane, read.direction, read.vehicle, read.image_ref, instant,
-        )))
+        ))))
     return valid, rejected
 
 
@@ -768,7 +770,9 @@ def store_reads(
              c.jurisdiction_code, False)
             for r in ordered
         ]
-        inserted.update(_sqlite_insert(session, _STORED, rows, ready=("captured_at",)))
+        # The checkpoints' coordinates are floats already (CheckpointInfo).
+        inserted.update(_sqlite_insert(session, _STORED, rows,
+                                       ready=("captured_at", "lat", "lon")))
     else:
         rows = [
             (r.id, r.checkpoint, r.captured_at, received, r.plate, r.plate_kind,

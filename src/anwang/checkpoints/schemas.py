@@ -422,6 +422,7 @@ def quick_reads(
     vehicles = _VEHICLES
     seconds = _SECONDS
     known = checkpoints
+    new_tuple = tuple.__new__
     out: list[ReadFields | None] = []
     for p in plain:
         if p is None:
@@ -458,9 +459,10 @@ def quick_reads(
                 continue
             if done is not _AS_GIVEN:  # a copy of the model's form, for this read alone
                 vehicle = None if done is None else cast("dict[str, str]", done).copy()
-        out.append(ReadFields(p.id, code, captured_at, p.plate, p.plate_color,
-                              p.confidence, p.lane, p.direction, vehicle, p.image_ref,
-                              instant))
+        # Every field, without ReadFields' Python-level __new__ (as its _make does).
+        out.append(new_tuple(ReadFields, (p.id, code, captured_at, p.plate, p.plate_color,
+                                          p.confidence, p.lane, p.direction, vehicle,
+                                          p.image_ref, instant)))
     return out
 
 
