@@ -218,8 +218,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url, echo=echo)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        #: Called with each event queued by a committed unit of work (set by the app).
-        self.publisher: Callable[[Event], None] | None = None
+        #: Called with the events queued by a committed unit of work, in order, once per
+        #: unit of work that queued any (set by the app: ``Outbox.publish``).
+        self.publisher: Callable[[list[Event]], None] | None = None
         #: SQLite's one writer, taken in this process before SQLite's own lock.
         self._writer = _WriterLock() if self.dialect == "sqlite" else None
 
@@ -260,9 +261,8 @@ class Database:
         # Reached only when the commit succeeded.
         for fn in hooks:
             fn()
-        if self.publisher is not None:
-            for ev in outbox:
-                self.publisher(ev)
+        if self.publisher is not None and outbox:
+            self.publisher(outbox)
 
     def dispose(self) -> None:
         self.engine.dispose()

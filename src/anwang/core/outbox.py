@@ -1,8 +1,8 @@
 """A transactional outbox: no committed change loses its event.
 
 :func:`anwang.core.db.publish_after_commit` writes the event into ``outbox`` in the same
-transaction as the change. After the commit the unit of work hands it to
-:meth:`Outbox.publish`, which publishes it and deletes its row. If publishing fails (the
+transaction as the change. After the commit the unit of work hands its events to
+:meth:`Outbox.publish`, which publishes them and deletes their rows. If publishing fails (the
 bus is down), the row stays, the caller is not failed for a change that did commit, and
 :meth:`Outbox.relay` — a loop run by ``anwang serve`` and ``anwang worker`` — publishes
 it later. An event may so be published twice (published, then the delete failed): the
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select
@@ -38,16 +39,22 @@ class Outbox:
         self.db = db
         self.bus = bus
 
-    def publish(self, event: Event) -> None:
-        """Publish one committed event now (sync; any thread); keep it for the relay on
-        failure."""
-        try:
-            self.bus.publish_threadsafe(event)
-        except Exception:  # noqa: BLE001 - the relay retries; the change is committed
-            log.warning("event %s %s kept in the outbox for later", event.name, event.id,
-                        exc_info=True)
-            return
-        self._forget([event.id])
+    def publish(self, events: Sequence[Event]) -> None:
+        """Publish the events of a committed unit of work now, in order (sync; any
+        thread), then delete the rows of those published in one transaction — a batch of
+        reads that raised a dozen alerts costs one delete, not a dozen commits. An event
+        that cannot be published is kept for the relay."""
+        done: list[str] = []
+        for event in events:
+            try:
+                self.bus.publish_threadsafe(event)
+            except Exception:  # noqa: BLE001 - the relay retries; the change is committed
+                log.warning("event %s %s kept in the outbox for later", event.name, event.id,
+                            exc_info=True)
+                continue
+            done.append(event.id)
+        if done:
+            self._forget(done)
 
     def _forget(self, ids: list[str]) -> None:
         try:

@@ -363,7 +363,12 @@ def test_handle_once_from_two_threads_commits_once(rows_db: Database) -> None:
 async def test_a_follow_up_event_is_published_after_the_commit(buses: Buses) -> None:
     db, rec = buses.db, Recorder()
     bus = buses.new()
-    db.publisher = bus.publish_threadsafe
+
+    def publish(events: list[Event]) -> None:
+        for e in events:
+            bus.publish_threadsafe(e)
+
+    db.publisher = publish
     placed, confirmed = "anwang.test.order.placed", "anwang.test.order.confirmed"
 
     def confirm(session: Session, event: Event) -> None:

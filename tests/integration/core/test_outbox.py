@@ -77,9 +77,52 @@ async def test_outage_keeps_the_event_and_the_relay_delivers_it(db: Database) ->
 
 def test_rollback_writes_and_publishes_nothing(db: Database) -> None:
     published: list[Event] = []
-    db.publisher = published.append
+    db.publisher = published.extend
     with pytest.raises(RuntimeError), db.unit_of_work() as s:
         publish_after_commit(s, Event(name="anwang.test.thing.created"))
         raise RuntimeError("the change failed")
     assert published == []
     assert _outbox_count(db) == 0
+
+
+async def test_the_events_of_a_unit_of_work_are_cleared_in_one_transaction(
+    db: Database,
+) -> None:
+    """Published in order; the rows of those published go in one delete; an event that
+    cannot be published stays for the relay while the others are cleared."""
+    import asyncio
+
+    from sqlalchemy import event as sa_event
+
+    class Picky(FlakyBus):
+        async def publish(self, event: Event) -> None:
+            if event.payload.get("n") == 2:
+                raise Unavailable("this one does not go")
+            await super().publish(event)
+
+    bus = Picky(db)
+    await bus.start()
+    outbox = Outbox(db, bus)
+    db.publisher = outbox.publish
+    evs = [Event(name="anwang.test.thing.created", payload={"n": n}) for n in range(5)]
+    deletes: list[str] = []
+
+    def count(conn: object, cursor: object, sql: str, *args: object) -> None:
+        if sql.startswith("DELETE FROM outbox"):
+            deletes.append(sql)
+
+    def work() -> None:
+        with db.unit_of_work() as s:
+            for ev in evs:
+                publish_after_commit(s, ev)
+
+    sa_event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        await asyncio.to_thread(work)
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", count)
+    assert bus.seen == [evs[n].id for n in (0, 1, 3, 4)]
+    assert len(deletes) == 1
+    assert _outbox_count(db) == 1
+    assert await outbox.relay_once(min_age=0) == 0  # still refused
+    await bus.close()

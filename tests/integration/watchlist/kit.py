@@ -91,7 +91,7 @@ class Kit:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.published: list[Event] = []
-        db.publisher = self.published.append
+        db.publisher = self.published.extend
 
     def seed(self) -> None:
         with self.db.unit_of_work() as s:
