@@ -37,7 +37,7 @@ from anwang.checkpoints.schemas import (
     ReadOut,
     SearchOut,
 )
-from anwang.core import outbox
+from anwang.core import collector, outbox
 from anwang.core.bus import InProcessBus
 from anwang.core.errors import (
     BadRequest,
@@ -268,19 +268,24 @@ def post_reads(
     # — while the request before this one inserts and commits (its fsync) — so that
     # concurrent posts overlap; then one unit finds the new reads and stores or queues
     # them, committed before the answer.
+    # The collector is paused for both (anwang.core.collector), commits included: the
+    # batch's objects are gone before it runs again, so it has nothing of them to walk.
     info = {"scope": principal.scope, "principal": principal}
     retention = state.settings.read_retention_hours
-    with state.db.unit_of_work(readonly=True, info=info) as session:
-        checked = reads.check_reads(session, items=items, retention_hours=retention)
-    with state.db.unit_of_work(info=info) as session:
-        report = reads.ingest_reads(
-            session, items=items, source=f"apikey:{principal.name}",
-            retention_hours=retention, checked=checked,
-            store=reads.store_inline(session,
-                                     in_process_bus=isinstance(state.bus, InProcessBus)),
-        )
-    return IngestOut(accepted=report.accepted, duplicates=report.duplicates,
-                     rejected=report.rejected, alerts=report.alerts)
+    with collector.paused():
+        with state.db.unit_of_work(readonly=True, info=info) as session:
+            checked = reads.check_reads(session, items=items, retention_hours=retention)
+        with state.db.unit_of_work(info=info) as session:
+            report = reads.ingest_reads(
+                session, items=items, source=f"apikey:{principal.name}",
+                retention_hours=retention, checked=checked,
+                store=reads.store_inline(session,
+                                         in_process_bus=isinstance(state.bus, InProcessBus)),
+            )
+        answer = IngestOut(accepted=report.accepted, duplicates=report.duplicates,
+                           rejected=report.rejected, alerts=report.alerts)
+        del checked, report
+    return answer
 
 
 # --- search -----------------------------------------------------------------------------
