@@ -439,16 +439,26 @@ def _sqlite_lookup(dialect: Dialect, ids: int, window: bool) -> str:
     return sql
 
 
+#: Converted dicts of strings per bind processor (the vehicle descriptions devices send
+#: over and over, as JSON), kept across batches; each memory starts again from empty
+#: when it holds :data:`_CONVERTED_MAX`.
+_CONVERTED: dict[Callable[[Any], Any], dict[tuple[tuple[str, str], ...], Any]] = {}
+_CONVERTED_MAX = 10_000
+
+
 def _convert_column(proc: Callable[[Any], Any], values: list[Any]) -> Any:
     """``proc`` applied to one column's ``values``: once when they are one object (the
     batch's ``received_at``, ``hit``), once per distinct description for dicts of
-    strings (the few vehicle descriptions that recur, for JSON), else to each."""
+    strings (the few vehicle descriptions that recur, for JSON; remembered across
+    batches), else to each."""
     first = values[0]
     if len(set(map(id, values))) == 1:
         return [proc(first)] * len(values)
     if type(first) is not dict:
         return map(proc, values)
-    seen: dict[tuple[tuple[str, str], ...], Any] = {}
+    seen = _CONVERTED.setdefault(proc, {})
+    if len(seen) >= _CONVERTED_MAX:
+        seen.clear()
     out = []
     for value in values:
         if type(value) is not dict:
@@ -811,14 +821,23 @@ def store_reads(
     new = [r for r in batch.reads if r.id in inserted] if len(inserted) < len(batch.reads) \
         else list(batch.reads)
     report.reads = new
-    # Where the new reads were taken, for area searches (anwang.checkpoints.search).
-    storage.record_read_locations(session, (
-        (r.checkpoint, (c := places[r.checkpoint]).lat, c.lon, r.captured_at) for r in new))
-
+    # Each checkpoint's first and newest capture among the new reads: its read location
+    # (a batch's reads of one checkpoint share its position) and its last_read_at.
+    first: dict[str, datetime] = {}
     newest: dict[str, datetime] = {}
     for r in new:
-        if r.checkpoint not in newest or r.captured_at > newest[r.checkpoint]:
-            newest[r.checkpoint] = r.captured_at
+        code, at = r.checkpoint, r.captured_at
+        seen = newest.get(code)
+        if seen is None:
+            newest[code] = first[code] = at
+        elif at > seen:
+            newest[code] = at
+        elif at < first[code]:
+            first[code] = at
+    # Where the new reads were taken, for area searches (anwang.checkpoints.search).
+    storage.record_read_locations(session, [
+        (code, (c := places[code]).lat, c.lon, at)
+        for code in newest for at in (first[code], newest[code])])
     # One statement run for every checkpoint (executemany), in code order so that two
     # workers take the rows' locks in the same order; one statement per checkpoint cost
     # more than the insert (a batch of 1,000 reads touches some 250 checkpoints).
