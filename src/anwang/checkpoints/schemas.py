@@ -357,8 +357,9 @@ class _PlainRead(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 _PLAIN_BATCH = list[_PlainRead]
 _PlainError = msgspec.ValidationError
-#: Vehicle descriptions as sent → as the model gives them (None: not plain). Devices
-#: send a few descriptions over and over; the cache is cleared when it grows large.
+#: Vehicle descriptions as sent (their items in order) → what :func:`_plain_vehicle`
+#: made of them. Devices send a few descriptions over and over; the memory starts
+#: again from empty when it holds :data:`_VEHICLES_MAX`.
 _VEHICLES: dict[tuple[tuple[str, str | None], ...], object] = {}
 _VEHICLES_MAX = 10_000
 _UNSEEN = object()
