@@ -378,8 +378,7 @@ def existing_read_ids(
     found: set[str] = set()
     if _is_sqlite(session):
         conn = session.connection()
-        bind = _processors(conn.dialect)["captured_at"]
-        window = [] if captured is None else [bind(captured[0]), bind(captured[1])]
+        window = [] if captured is None else [sqlite_utc_text(t) for t in captured]
         for part in _chunks(list(ids)):
             found.update(conn.exec_driver_sql(_sqlite_lookup(conn.dialect, len(part),
                                                              captured is not None),
@@ -823,21 +822,21 @@ def store_reads(
     report.reads = new
     # Each checkpoint's first and newest capture among the new reads: its read location
     # (a batch's reads of one checkpoint share its position) and its last_read_at.
-    first: dict[str, datetime] = {}
+    earliest: dict[str, datetime] = {}
     newest: dict[str, datetime] = {}
     for r in new:
-        code, at = r.checkpoint, r.captured_at
+        code, when = r.checkpoint, r.captured_at
         seen = newest.get(code)
         if seen is None:
-            newest[code] = first[code] = at
-        elif at > seen:
-            newest[code] = at
-        elif at < first[code]:
-            first[code] = at
+            newest[code] = earliest[code] = when
+        elif when > seen:
+            newest[code] = when
+        elif when < earliest[code]:
+            earliest[code] = when
     # Where the new reads were taken, for area searches (anwang.checkpoints.search).
     storage.record_read_locations(session, [
-        (code, (c := places[code]).lat, c.lon, at)
-        for code in newest for at in (first[code], newest[code])])
+        (code, (c := places[code]).lat, c.lon, when)
+        for code in newest for when in (earliest[code], newest[code])])
     # One statement run for every checkpoint (executemany), in code order so that two
     # workers take the rows' locks in the same order; one statement per checkpoint cost
     # more than the insert (a batch of 1,000 reads touches some 250 checkpoints).
