@@ -363,6 +363,7 @@ async def throughput(port: int, url: str, devices: list[Any], n_messages: int) -
         "broker_cpu_us": cpu[intake_sub.name + ".mosquitto"] / n_messages * 1e6,
         "baseline_broker_cpu_us": cpu[base_sub.name + ".mosquitto"] / n_messages * 1e6,
         "concurrent_batches": handlers.CONCURRENT_BATCHES,
+        "lanes": intake_sub.lanes,
     }
 
 
@@ -709,8 +710,9 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
             "network thread, the event loop, the handlers' threads) per message; "
             "PostgreSQL's and Mosquitto's are not in it. The intake's statements kept it "
             f"waiting for PostgreSQL {t['statements_us']:.0f} µs per message (from sending "
-            "each to having its result, summed over the "
-            f"{t['concurrent_batches']} batches judged at once; commits not included). "
+            "each to having its result, summed over the up to "
+            f"{t['concurrent_batches'] * t.get('lanes', 1)} batches judged at once; commits "
+            "not included). "
             "While the intake drained the backlog, PostgreSQL's processes used "
             f"{t.get('postgres_cpu_us', 0):.0f} µs of CPU per message and Mosquitto "
             f"{t.get('broker_cpu_us', 0):.0f} µs ({t.get('baseline_broker_cpu_us', 0):.0f} µs "
@@ -791,8 +793,11 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
         ]
     targets = []
     if t:
-        met = "met" if t["intake_rate"] >= 20_000 else "not met"
-        targets.append(f"20,000 messages/s on one worker: {met} ({t['intake_rate']:,.0f}/s)")
+        runs = res.get("throughput_runs") or [t]
+        rates = [r["intake_rate"] for r in runs]
+        met = "met" if min(rates) >= 20_000 else "not met"
+        targets.append(f"20,000 messages/s on one worker: {met} (runs: "
+                       + ", ".join(f"{r:,.0f}/s" for r in rates) + ")")
     for lt in res.get("latency") or ():
         if lt.get("nominal") != 5000:
             continue
@@ -826,12 +831,15 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
             "socket in large chunks, handing each message over without paho's per-message "
             "objects, and acknowledging a batch in one write); the intake adds about "
             f"{own:.0f} µs of its own — JSON, the adapter, the rules, the rows. On top of "
-            "its CPU, the intake waits for PostgreSQL's statements and commits; it judges "
-            f"{t['concurrent_batches']} batches at once, so that one is parsed and its "
-            "samples stored while the other's statements run, but a batch takes its "
-            "devices' locks only after the batch before it, and its lock waits for that "
-            "batch's commit when they share a device (two batches of thousands of messages "
-            "from 100,000 devices nearly always do). At 20,000 messages/s a message may "
+            "its CPU, the intake waits for PostgreSQL's statements and commits. A batch "
+            "takes its devices' locks only after the batch before it, and its lock waits "
+            "for that batch's commit when they share a device — two batches of thousands of "
+            "messages from 100,000 devices nearly always do — so the worker deals the "
+            f"messages to {t.get('lanes', 1)} lanes by device: the lanes' batches share no "
+            "device and run side by side, and within a lane "
+            f"{t['concurrent_batches']} batches are judged at once, so that one is parsed "
+            "and its samples stored while the other's statements run. At 20,000 "
+            "messages/s a message may "
             "take 50 µs in all, so receiving leaves "
             f"{max(0.0, 50 - t['baseline_cpu_us']):.0f} µs of CPU for everything else on one "
             "worker — and PostgreSQL's share of the work for each message runs on the same "
@@ -861,6 +869,8 @@ def main() -> None:
                     help="messages per second of the latency runs, comma-separated")
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--db", default="postgresql", choices=["postgresql", "sqlite"])
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="throughput runs (each a new backlog); the median one is shown")
     ap.add_argument("--update-docs", action="store_true")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
@@ -875,8 +885,14 @@ def main() -> None:
             print(f"registered {len(devices):,} devices in {time.perf_counter() - t0:.1f} s",
                   flush=True)
             if args.part in ("all", "throughput"):
-                res["throughput"] = asyncio.run(throughput(port, url, devices, args.messages))
-                print(json.dumps(res["throughput"], indent=1), flush=True)
+                runs = []
+                for _ in range(args.repeat):
+                    settle(url)  # as before a latency run: no autovacuum of the run before
+                    runs.append(asyncio.run(throughput(port, url, devices, args.messages)))
+                    print(json.dumps(runs[-1], indent=1), flush=True)
+                # The table shows the median run (by the intake's rate); all are listed.
+                res["throughput"] = sorted(runs, key=lambda r: r["intake_rate"])[len(runs) // 2]
+                res["throughput_runs"] = runs
             if args.part in ("all", "latency"):
                 res["latency"] = []
                 for k, rate in enumerate(float(r) for r in args.rate.split(",")):

@@ -6,9 +6,11 @@ consumers itself, i.e. on the in-process bus) starts one task that
 * consumes ``anwang/devices/+/+`` from the MQTT broker when ``ANWANG_MQTT_URL`` is set
   (:class:`anwang.infra.mqtt.MqttConsumer`, consumer group ``communities``): each batch
   goes through :func:`anwang.communities.intake.ingest` in one unit of work in a worker
-  thread, and is acknowledged to the broker after the commit; on PostgreSQL two
-  batches are judged at once, taking their devices' locks in the order they came
-  (:class:`Turn`);
+  thread, and is acknowledged to the broker after the commit. On PostgreSQL the
+  messages are dealt to two lanes by device (:data:`LANES`), whose batches run side
+  by side without sharing a device; a lane's batches go one after the other
+  (:data:`CONCURRENT_BATCHES`; with more at once, they take their devices' locks in the
+  order they came, :class:`Turn`);
 * every ``device_scan_seconds`` (2 s) runs one round, each step in its own unit of
   work: the offline scan (every device past its deadline, in one query), alarm
   escalation, and — hourly — the retention purge of samples and events.
@@ -86,8 +88,16 @@ def record_dead(db: Database, message: Message, exc: BaseException) -> None:
         )
 
 
-#: Batches of one worker judged at once (:class:`Turn`).
-CONCURRENT_BATCHES = 2
+#: Lanes of one worker on PostgreSQL: each device's messages go to one lane (by its id),
+#: and the lanes' batches run side by side. Two batches of different lanes never share a
+#: device, so neither waits for the other's row locks — where batches of one lane,
+#: thousands of messages from the same devices, nearly always share one.
+LANES = 2
+#: Batches of one lane judged at once (:class:`Turn`). One: measured with two lanes, a
+#: second batch per lane (parsed while the first one's statements run) made the intake
+#: slower — its locks wait for the batch before it, and four transactions share the
+#: interpreter's lock (docs/performance.md).
+CONCURRENT_BATCHES = 1
 
 
 class Turn:
@@ -133,10 +143,16 @@ class _Turns:
 
 
 def subscription(db: Database, settings: Settings, *, name: str = GROUP) -> Subscription:
-    turns = _Turns()
+    postgres = db.dialect == "postgresql"
+    lanes = LANES if postgres else 1
+    lane_of = intake.lane_of(lanes)
+    turns = [_Turns() for _ in range(lanes)]
 
     async def handle(batch: Sequence[Message]) -> None:
-        turn = turns.next()  # on the event loop, in the order the batches were taken
+        # On the event loop, in the order the batches of the lane were taken. (A batch
+        # holds messages of one lane; a handler called with any other batch keeps its
+        # order among the batches of its first message's lane.)
+        turn = turns[lane_of(batch[0].topic)].next()
         try:
             await asyncio.to_thread(handle_batch, db, settings, batch, turn=turn)
         finally:
@@ -150,7 +166,8 @@ def subscription(db: Database, settings: Settings, *, name: str = GROUP) -> Subs
     # SQLite has one writer at a time: its batches go one after the other.
     return Subscription(name=name, topics=(intake.TOPIC_FILTER,), handler=handle,
                         on_dead=dead, max_batch=5000,
-                        concurrency=CONCURRENT_BATCHES if db.dialect == "postgresql" else 1)
+                        concurrency=CONCURRENT_BATCHES if postgres else 1,
+                        lanes=lanes, lane_of=lane_of)
 
 
 def make_consumer(db: Database, settings: Settings) -> MqttConsumer:

@@ -109,6 +109,19 @@ def from_topic(topic: str, payload: bytes, received_at: float) -> Inbound | None
     return Inbound(parts[2], parts[3], payload, received_at)
 
 
+def lane_of(lanes: int) -> Callable[[str], int]:
+    """The lane (0 … ``lanes`` - 1) of a topic: by its device, so that one device's
+    messages always share a lane."""
+    if lanes <= 1:
+        return lambda topic: 0
+    cut = len(TOPIC_PREFIX)
+
+    def lane(topic: str) -> int:
+        return hash(topic[cut:topic.rfind("/")]) % lanes
+
+    return lane
+
+
 class DeviceInfo(NamedTuple):
     """What the intake needs of a registered device.
 

@@ -34,6 +34,12 @@ Batches
     next batch is taken while earlier ones are still in their handlers (each batch
     acknowledged when its own handler returns); keeping the handlers' effects in order
     is then the handler's business.
+Lanes
+    A subscription with ``lanes`` and ``lane_of`` (topic → lane) keeps one buffer per
+    lane: each message goes to the lane of its topic, a batch is taken from one lane
+    only, and each lane runs up to ``concurrency`` batches of its own — so messages of
+    one key (a device, when ``lane_of`` reads it from the topic) stay in one lane, in
+    order, while batches of other keys are handled beside them.
 Failures
     A handler error that looks transient (the database unreachable) retries the same
     batch with back-off, for as long as it takes: nothing is acknowledged meanwhile,
@@ -201,8 +207,14 @@ class Subscription:
     max_attempts: int = 3
     #: Batches handled at once (the handler is called again while earlier calls are
     #: still running; each batch is acknowledged when its own call returns). 1: one
-    #: after the other.
+    #: after the other. With ``lanes``, per lane.
     concurrency: int = 1
+    #: Lanes of one worker: ``lane_of(topic)`` (an int in ``range(lanes)``) puts each
+    #: message in one, a batch holds messages of one lane only, and the lanes' batches
+    #: are handled side by side — a domain whose work is keyed (the device of a topic)
+    #: lets batches of different keys run at once without waiting for each other.
+    lanes: int = 1
+    lane_of: Callable[[str], int] | None = None
 
 
 def _transient(exc: BaseException) -> bool:
@@ -367,7 +379,10 @@ class MqttConsumer:
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self.stats = Stats()
-        self._buf: deque[Message] = deque()
+        n_lanes = max(1, subscription.lanes) if subscription.lane_of is not None else 1
+        self._lane_of = subscription.lane_of if n_lanes > 1 else None
+        self._bufs: list[deque[Message]] = [deque() for _ in range(n_lanes)]
+        self._buf: deque[Message] = self._bufs[0]
         self._wake = asyncio.Event()
         self._wake_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -446,7 +461,8 @@ class MqttConsumer:
             await asyncio.to_thread(client.loop_stop)
         self._connected.clear()
         self._subscribed.clear()
-        self._buf.clear()
+        for buf in self._bufs:
+            buf.clear()
 
     # --- paho's thread ----------------------------------------------------------------
 
@@ -507,8 +523,10 @@ class MqttConsumer:
         if props is not None:
             response = getattr(props, "ResponseTopic", None)
             correlation = getattr(props, "CorrelationData", None)
-        self._buf.append(Message(topic, payload, qos, retain, dup, mid, time.time(),
-                                 self._generation, response, correlation))
+        lane_of = self._lane_of
+        buf = self._buf if lane_of is None else self._bufs[lane_of(topic)]
+        buf.append(Message(topic, payload, qos, retain, dup, mid, time.time(),
+                           self._generation, response, correlation))
         if not self._wake_pending:
             self._wake_pending = True
             self._signal(self._wake.set)
@@ -522,6 +540,9 @@ class MqttConsumer:
     # --- the event loop ---------------------------------------------------------------
 
     async def _run(self) -> None:
+        if self._lane_of is not None:
+            await self._run_lanes()
+            return
         running: set[asyncio.Task[None]] = set()
         limit = max(1, self.sub.concurrency)
         try:
@@ -553,6 +574,46 @@ class MqttConsumer:
                 task.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
+
+    async def _run_lanes(self) -> None:
+        """:meth:`_run` with lanes: each lane's batches taken from its own buffer, up to
+        ``concurrency`` of them running per lane."""
+        bufs = self._bufs
+        running: list[set[asyncio.Task[None]]] = [set() for _ in bufs]
+        limit = max(1, self.sub.concurrency)
+        max_batch = self.sub.max_batch
+        try:
+            while True:
+                self._wake.clear()
+                self._wake_pending = False
+                started = False
+                for buf, lane in zip(bufs, running, strict=True):
+                    if not buf or len(lane) >= limit:
+                        continue
+                    batch: list[Message] = []
+                    while buf and len(batch) < max_batch:
+                        batch.append(buf.popleft())
+                    self.stats.received += len(batch)
+                    self.stats.batches += 1
+                    self.stats.batch_sizes.append(len(batch))
+                    task = asyncio.create_task(self._process(batch))
+                    lane.add(task)
+                    task.add_done_callback(self._batch_done(lane))
+                    started = True
+                if started:
+                    continue
+                wake = asyncio.ensure_future(self._wake.wait())
+                try:
+                    await asyncio.wait({wake}.union(*running),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    wake.cancel()
+        finally:
+            tasks = [t for lane in running for t in lane]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     def _batch_done(self, running: set[asyncio.Task[None]]
                     ) -> Callable[[asyncio.Task[None]], None]:

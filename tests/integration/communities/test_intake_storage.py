@@ -142,7 +142,8 @@ def test_a_device_registered_a_moment_ago_is_judged(kit: Kit) -> None:
 @pytest.mark.parametrize("db", ["postgresql"], indirect=True)  # SQLite: one batch at a time
 def test_batches_judged_at_once_lock_in_the_order_they_came(
         kit: Kit, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The MQTT handler runs two batches at once on PostgreSQL: a later batch — even a
+    """When the MQTT handler runs batches of one lane at once (on PostgreSQL, with
+    ``CONCURRENT_BATCHES`` above 1, or called so, as here): a later batch — even a
     small one, parsed first — takes its devices' locks only after the one before, and
     a message delivered twice, in two batches in flight together, is stored and judged
     once (its second copy waits for the first's commit instead of deadlocking)."""
@@ -176,7 +177,8 @@ def test_batches_judged_at_once_lock_in_the_order_they_came(
     small = [message(d, 1001) for d in range(2)]  # 2 devices, parsed in no time
     again = big[:80]  # delivered a second time, while the first copy is in flight
     sub = handlers.subscription(kit.db, settings)
-    assert sub.concurrency == handlers.CONCURRENT_BATCHES == 2
+    assert sub.concurrency == handlers.CONCURRENT_BATCHES
+    assert sub.lanes == (handlers.LANES if kit.db.dialect == "postgresql" else 1)
 
     async def run() -> None:
         first = asyncio.create_task(sub.handler(big))
