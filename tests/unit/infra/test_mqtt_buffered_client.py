@@ -213,3 +213,46 @@ def test_without_manual_acknowledgement_a_qos1_message_is_acknowledged_at_once()
 
 def test_the_consumer_uses_the_lighter_delivery() -> None:
     assert infra_mqtt._CLIENT is _BufferedClient
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_large_payloads_and_long_lengths_arrive_whole(protocol: int) -> None:
+    """Remaining lengths of one, two and three bytes give what paho gives, cut anywhere
+    (within what one socket pair holds at once)."""
+    sizes = [0, 1, 120, 121, 16_370, 16_400, 70_000, 5]
+    sent: list[Sent] = [(f"big/{n}", bytes([n % 251]) * n, 1, False, False, k + 1, None, None)
+                        for k, n in enumerate(sizes)]
+    data = wire(protocol, sent)
+    paho = received(mqtt.Client(CallbackAPIVersion.VERSION2, protocol=protocol,
+                                manual_ack=True), data, [], reads=len(sent) + 1)
+    for cuts in ([], [3, 130, 16_600, 40_000, 90_000], [len(data) - 2]):
+        ours = received(_BufferedClient(CallbackAPIVersion.VERSION2, protocol=protocol,
+                                        manual_ack=True), data, cuts)
+        assert ours == paho
+    assert [(t, p) for t, p, *_ in paho] == [(t, p) for t, p, *_ in sent]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_buffered_plain_packets_skip_pahos_reader(
+    protocol: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Of 50 plain PUBLISH packets arriving together, paho's per-packet reader decodes
+    only the first (which brought the bytes in); the rest are delivered from the
+    buffer. A packet with properties in between goes through paho again."""
+    calls = {"n": 0}
+    original = _BufferedClient._handle_publish
+
+    def counted(self: _BufferedClient) -> Any:
+        calls["n"] += 1
+        return original(self)
+
+    monkeypatch.setattr(_BufferedClient, "_handle_publish", counted)
+    sent: list[Sent] = [(f"t/{i}", b"x" * i, i % 2, False, False, i + 1, None, None)
+                        for i in range(50)]
+    if protocol == mqtt.MQTTv5:
+        sent[25] = ("t/props", b"p", 1, False, False, 99, "reply/to", None)
+    got = received(_BufferedClient(CallbackAPIVersion.VERSION2, protocol=protocol,
+                                   manual_ack=True), wire(protocol, sent), [])
+    assert got == [(t, p, q, r, d, m if q else 0, resp, corr)
+                   for t, p, q, r, d, m, resp, corr in sent]
+    assert calls["n"] == (2 if protocol == mqtt.MQTTv5 else 1)
