@@ -13,6 +13,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -45,6 +46,16 @@ def tcp_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+@pytest.fixture
+def mqtt_url() -> str:
+    """The machine's MQTT broker (``ANWANG_TEST_MQTT_URL``), or skip — fail when
+    services are required."""
+    parts = urlsplit(MQTT_URL)
+    if not tcp_reachable(parts.hostname or "127.0.0.1", parts.port or 1883):
+        need_service("MQTT (Mosquitto)", MQTT_URL)
+    return MQTT_URL
 
 
 @pytest.fixture(scope="session", autouse=True)

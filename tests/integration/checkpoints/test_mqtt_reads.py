@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -35,18 +34,9 @@ from anwang.core.db import Database
 from anwang.infra.mqtt import Message, MqttConsumer, MqttUrl
 from anwang.settings import Settings
 from anwang.watchlist import service as wl
-from tests.conftest import MQTT_URL, need_service, tcp_reachable
 from tests.integration.checkpoints.conftest import Kit, a_read, now, seed
 
 WANTED = "苏E54321"
-
-
-@pytest.fixture
-def mqtt_url() -> str:
-    parts = urlsplit(MQTT_URL)
-    if not tcp_reachable(parts.hostname or "127.0.0.1", parts.port or 1883):
-        need_service("Mosquitto", MQTT_URL)
-    return MQTT_URL
 
 
 class Device:

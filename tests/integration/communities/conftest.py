@@ -16,7 +16,6 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from argon2 import PasswordHasher
@@ -34,7 +33,6 @@ from anwang.core.audit import AuditEntry
 from anwang.core.db import Database, OutboxEntry
 from anwang.core.scope import Scope
 from anwang.settings import Settings
-from tests.conftest import MQTT_URL, need_service, tcp_reachable
 
 PASSWORD = "correct horse battery"
 WEST_GRID, EAST_GRID = "32010101", "32020101"
@@ -207,15 +205,6 @@ def as_user(client: TestClient) -> Any:
         return cache[username]
 
     return get
-
-
-@pytest.fixture
-def mqtt_url() -> str:
-    """The machine's MQTT broker, or skip (fail when services are required)."""
-    parts = urlsplit(MQTT_URL)
-    if not tcp_reachable(parts.hostname or "127.0.0.1", parts.port or 1883):
-        need_service("MQTT (Mosquitto)", MQTT_URL)
-    return MQTT_URL
 
 
 def later(seconds: float) -> datetime:

@@ -7,7 +7,6 @@ import json
 import time
 import uuid
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import func, select
@@ -16,17 +15,8 @@ from anwang.core.events import utcnow
 from anwang.dispatch.handlers import parse_position, position_subscription, start, stop
 from anwang.dispatch.models import Unit, UnitPosition
 from anwang.infra.mqtt import MqttConsumer, publish_once
-from tests.conftest import MQTT_URL, need_service, tcp_reachable
 
 from .conftest import WEST, Kit
-
-
-@pytest.fixture
-def mqtt_url() -> str:
-    parts = urlsplit(MQTT_URL)
-    if not tcp_reachable(parts.hostname or "127.0.0.1", parts.port or 1883):
-        need_service("MQTT (Mosquitto)", MQTT_URL)
-    return MQTT_URL
 
 
 def test_parse_position() -> None:

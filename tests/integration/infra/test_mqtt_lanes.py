@@ -10,7 +10,6 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -18,17 +17,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from anwang.communities import intake
 from anwang.infra.mqtt import Message, MqttConsumer, MqttUrl, Subscription
-from tests.conftest import MQTT_URL, need_service, tcp_reachable
 
 pytestmark = [pytest.mark.mqtt]
-
-
-@pytest.fixture
-def mqtt_url() -> str:
-    parts = urlsplit(MQTT_URL)
-    if not tcp_reachable(parts.hostname or "127.0.0.1", parts.port or 1883):
-        need_service("Mosquitto", MQTT_URL)
-    return MQTT_URL
 
 
 def publish(url: str, messages: Sequence[tuple[str, bytes]]) -> None:
