@@ -610,21 +610,13 @@ class MqttConsumer:
                     await self._wake.wait()
                 self._wake.clear()
                 self._wake_pending = False
-                batch: list[Message] = []
-                buf = self._buf
-                while buf and len(batch) < self.sub.max_batch:
-                    batch.append(buf.popleft())
+                batch = self._take(self._buf)
                 if not batch:
                     continue
-                self.stats.received += len(batch)
-                self.stats.batches += 1
-                self.stats.batch_sizes.append(len(batch))
                 if limit == 1:
                     await self._process(batch)
                     continue
-                task = asyncio.create_task(self._process(batch))
-                running.add(task)
-                task.add_done_callback(self._batch_done(running))
+                self._start(batch, running)
         finally:
             for task in running:
                 task.cancel()
@@ -637,7 +629,6 @@ class MqttConsumer:
         bufs = self._bufs
         running: list[set[asyncio.Task[None]]] = [set() for _ in bufs]
         limit = max(1, self.sub.concurrency)
-        max_batch = self.sub.max_batch
         try:
             while True:
                 self._wake.clear()
@@ -646,15 +637,7 @@ class MqttConsumer:
                 for buf, lane in zip(bufs, running, strict=True):
                     if not buf or len(lane) >= limit:
                         continue
-                    batch: list[Message] = []
-                    while buf and len(batch) < max_batch:
-                        batch.append(buf.popleft())
-                    self.stats.received += len(batch)
-                    self.stats.batches += 1
-                    self.stats.batch_sizes.append(len(batch))
-                    task = asyncio.create_task(self._process(batch))
-                    lane.add(task)
-                    task.add_done_callback(self._batch_done(lane))
+                    self._start(self._take(buf), lane)
                     started = True
                 if started:
                     continue
@@ -670,6 +653,24 @@ class MqttConsumer:
                 task.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _take(self, buf: deque[Message]) -> list[Message]:
+        """Up to ``max_batch`` messages from the front of ``buf``, counted as a batch
+        when there are any."""
+        batch: list[Message] = []
+        while buf and len(batch) < self.sub.max_batch:
+            batch.append(buf.popleft())
+        if batch:
+            self.stats.received += len(batch)
+            self.stats.batches += 1
+            self.stats.batch_sizes.append(len(batch))
+        return batch
+
+    def _start(self, batch: list[Message], running: set[asyncio.Task[None]]) -> None:
+        """Handle ``batch`` in a task of its own, kept in ``running`` while it runs."""
+        task = asyncio.create_task(self._process(batch))
+        running.add(task)
+        task.add_done_callback(self._batch_done(running))
 
     def _batch_done(self, running: set[asyncio.Task[None]]
                     ) -> Callable[[asyncio.Task[None]], None]:
