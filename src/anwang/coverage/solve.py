@@ -81,6 +81,7 @@ the run ends early with status ``optimal``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -162,6 +163,10 @@ class MipModel:
     @property
     def n_rows(self) -> int:
         return int(self.matrix.shape[0])
+
+    def value(self, z: FloatArray) -> float:
+        """The objective at ``z`` (offset included)."""
+        return float(np.asarray(z, dtype=np.float64) @ self.objective) + float(self.offset)
 
 
 @dataclass(frozen=True, eq=False)
@@ -398,6 +403,13 @@ class HighsSolver:
             time.perf_counter() - t0,
         )
 
+    def without_presolve(self) -> HighsSolver:
+        """The same solver with HiGHS's presolve off."""
+        return HighsSolver(
+            self.time_limit_s, self.mip_rel_gap, self.threads, lp_solver=self.lp_solver,
+            presolve=False, random_seed=self.random_seed, log=self.log,
+        )  # fmt: skip
+
     def solve(
         self,
         model: MipModel,
@@ -406,7 +418,49 @@ class HighsSolver:
         time_limit_s: float | None = None,
         mip_rel_gap: float | None = None,
     ) -> MipResult:
-        """Branch and cut; ``mip_rel_gap`` overrides the solver's gap for this call."""
+        """Branch and cut; ``mip_rel_gap`` overrides the solver's gap for this call.
+
+        HiGHS 1.16's presolve can carry a start into its reduced model with the wrong
+        objective value (higher than the start's own, on a 5 × 5 covering model in the
+        tests): the search then stops at once, "optimal", returning the start and that
+        value as objective and bound. The bound stays valid (nothing it pruned beat the
+        inflated value), but the siting and the status are wrong. So the objective HiGHS
+        reports is checked against the model's value at the point it returns, and on a
+        mismatch the solve is run again from the same start with presolve off, in the
+        time left.
+        """
+        t0 = time.perf_counter()
+        res = self._solve(model, start, time_limit_s, mip_rel_gap)
+        if (
+            start is not None
+            and self.presolve
+            and res.values is not None
+            and res.objective is not None
+            and not _agrees(res.objective, model.value(res.values))
+        ):
+            left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - t0)
+            if left is None or left > 0:
+                again = self.without_presolve()._solve(model, start, left, mip_rel_gap)
+                return dataclasses.replace(
+                    again,
+                    bound=min(again.bound, res.bound),
+                    seconds=time.perf_counter() - t0,
+                    nodes=res.nodes + again.nodes,
+                )
+            # no time to repeat it: keep the (valid) bound, not the claim or the objective
+            return dataclasses.replace(
+                res, status=MipStatus.STOPPED, objective=model.value(res.values),
+                seconds=time.perf_counter() - t0,
+            )  # fmt: skip
+        return res
+
+    def _solve(
+        self,
+        model: MipModel,
+        start: FloatArray | None,
+        time_limit_s: float | None,
+        mip_rel_gap: float | None,
+    ) -> MipResult:
         import highspy
 
         t0 = time.perf_counter()
@@ -449,6 +503,10 @@ class HighsSolver:
             time.perf_counter() - t0,
             nodes=int(info.mip_node_count),
         )
+
+
+def _agrees(reported: float, actual: float) -> bool:
+    return abs(reported - actual) <= 1e-6 * max(1.0, abs(reported), abs(actual))
 
 
 # --------------------------------------------------------------------------------------

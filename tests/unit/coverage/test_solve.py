@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 
 from anwang.core.errors import ValidationFailed
@@ -27,7 +29,7 @@ from anwang.coverage import (
 )
 from anwang.coverage.heuristics import SearchEnd
 from anwang.coverage.model import IntArray
-from anwang.coverage.solve import FloatArray, LpResult
+from anwang.coverage.solve import FloatArray, LpResult, regional_model
 
 
 def instance(seed: int, n: int = 600, m: int = 80, p: int = 8, **kw: object) -> CoverageProblem:
@@ -240,3 +242,50 @@ def test_highs_solver_rejects_bad_options(kwargs: dict[str, object], field: str)
 def test_optimize_rejects_bad_options(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValidationFailed):
         optimize(instance(7), **kwargs)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------
+# HiGHS and warm starts
+
+
+def regional_optimum(cover: np.ndarray, weights: np.ndarray, prices: np.ndarray) -> float:
+    """max Σ w_i [row i reached] − Σ price_j x_j over every x ∈ {0, 1}^m, by enumeration."""
+    m = cover.shape[1]
+    xs = (np.arange(2**m)[:, None] >> np.arange(m)) & 1
+    reached = (xs @ cover.T.astype(np.int64)) > 0
+    return float(np.max(reached @ weights - xs @ prices))
+
+
+def test_a_start_that_presolve_carries_over_wrongly_does_not_end_the_search() -> None:
+    # HiGHS 1.16's presolve values this all-zero start (worth 0) at 178.2 in its reduced
+    # model, stops at once and reports the start as optimal with objective 178.2
+    cover = np.array(
+        [[1, 0, 1, 1, 0], [1, 0, 1, 0, 0], [1, 1, 1, 1, 0], [0, 0, 1, 1, 0], [0, 0, 0, 1, 1]]
+    )
+    weights = np.array([37.0, 37.0, 77.0, 10.0, 81.0])
+    prices = np.array([423.4, 1.0, 512.2, 486.5, 16.8])
+    model = regional_model(sp.csr_array(cover), weights, prices, np.zeros(5, dtype=np.bool_))
+    best = regional_optimum(cover, weights, prices)
+    res = HighsSolver(mip_rel_gap=0.0).solve(model, start=np.zeros(10))
+    assert res.status is MipStatus.OPTIMAL
+    assert res.values is not None and res.objective is not None
+    assert model.value(res.values) == pytest.approx(best) == pytest.approx(res.objective)
+    assert res.bound == pytest.approx(best)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 9), st.integers(1, 7))
+def test_highs_from_any_start_returns_the_optimum_it_reports(seed: int, n: int, m: int) -> None:
+    rng = np.random.default_rng(seed)
+    cover = (rng.random((n, m)) < rng.choice([0.25, 0.5, 0.75])).astype(np.int64)
+    weights = rng.integers(0, 100, n).astype(np.float64)
+    prices = np.round(rng.random(m) * 2 * max(weights.sum() / m, 1.0), 1)
+    model = regional_model(sp.csr_array(cover), weights, prices, np.zeros(m, dtype=np.bool_))
+    x = (rng.random(m) < 0.5).astype(np.float64)
+    start = np.concatenate([x, np.minimum(cover @ x, 1.0)])
+    best = regional_optimum(cover, weights, prices)
+    res = HighsSolver(mip_rel_gap=0.0).solve(model, start=start)
+    assert res.values is not None and res.objective is not None
+    assert model.value(res.values) == pytest.approx(res.objective, abs=1e-6)
+    assert res.objective == pytest.approx(best, abs=1e-6)
+    assert res.bound >= best - 1e-6
