@@ -73,7 +73,9 @@ regions as large as the core remove it, and those are as hard as the whole model
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,11 +85,14 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from anwang.coverage.model import FloatArray, IntArray, coverage_counts
+from anwang.coverage.model import FloatArray, IntArray
 from anwang.coverage.reduce import Reduction
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DecompositionBound",
+    "RegionalBound",
     "RegionalSolve",
     "decomposition_bound",
     "dual_bound",
@@ -264,6 +269,223 @@ class DecompositionBound:
     seconds: float
 
 
+class RegionalBound:
+    """The Lagrangian decomposition bound of the plain MCLP (module docstring), as work
+    that several threads can share.
+
+    The constructor prices every (site, region) pair from the LP duals and computes the
+    regions' LP shares — the LP dual bound, before any region is solved. :meth:`work`
+    then solves regions, smallest first, until none is left or its deadline; any number
+    of threads may call it at once (each takes the next region, so two large regions
+    are solved side by side; the solver must allow concurrent calls, as HiGHS with one
+    model per call does, and releases the interpreter while it runs). Each region is
+    judged against the incumbent :meth:`work` reads when it takes the region: a region
+    whose LP share that siting meets is exact and skipped, and the region's sites are
+    fixed by its reduced costs against that siting's value there, so a thread started
+    before the local search ends uses the siting of the moment, never a stale bound.
+    :meth:`result` adds up what is known at any time.
+
+    ``duals`` are the multipliers of the coverage rows (one per row of ``red``),
+    ``cardinality_dual`` that of ``Σ x = p`` (``≤ p`` on a reduced model: then it must be
+    ≥ 0, and a negative value is taken as 0); both are projected, and the bound is valid
+    for any values. ``regions`` overrides :func:`partition`.
+    """
+
+    def __init__(
+        self,
+        red: Reduction,
+        duals: FloatArray,
+        cardinality_dual: float,
+        *,
+        target_columns: int = 250,
+        regions: IntArray | None = None,
+    ) -> None:
+        if red.backup_weight > 0:
+            raise ValueError("the decomposition bound is for the plain MCLP (no backup weight)")
+        t0 = time.perf_counter()
+        a, w = red.cover, red.weights
+        n, m = a.shape
+        pi = np.maximum(np.nan_to_num(np.asarray(duals, dtype=np.float64)), 0.0)
+        lam = float(np.nan_to_num(cardinality_dual))
+        if not red.exact_p:
+            lam = max(lam, 0.0)
+        fixed = np.zeros(m, dtype=np.bool_)
+        fixed[red.fixed_cols] = True
+        covered_before = red.offset >= 1  # reached by folded-in fixed sites: settled
+        constant = red.constant + float(w[covered_before].sum())
+        live = np.flatnonzero(~covered_before)
+        label = partition(red, target_columns=target_columns) if regions is None else regions
+        label = np.asarray(label, dtype=np.int64)
+        k_all = int(label.max()) + 1 if label.size else 0
+
+        # price of every (site, region) pair: λ split by the dual weight collected there
+        rows = np.repeat(np.arange(n), np.diff(a.indptr))
+        cols = a.indices.astype(np.int64)
+        keep = ~covered_before[rows]
+        rows, cols = rows[keep], cols[keep]
+        pair_key, pair_of = np.unique(cols * k_all + label[rows], return_inverse=True)
+        pair_site, pair_region = np.divmod(pair_key, k_all)
+        pair_mass = _sum_by(pair_of, weights=pi[rows], minlength=pair_key.size)
+        pair_count = _sum_by(pair_of, np.ones(pair_of.size), minlength=pair_key.size)
+        total_mass = _sum_by(pair_site, weights=pair_mass, minlength=m)
+        total_count = _sum_by(pair_site, weights=pair_count, minlength=m)
+        share = np.where(
+            total_mass[pair_site] > 1e-12,
+            pair_mass / np.maximum(total_mass[pair_site], 1e-300),
+            pair_count / np.maximum(total_count[pair_site], 1.0),
+        )
+        price = lam * share
+        in_any = total_count > 0
+        u_total = _sum_by(pair_site, weights=price, minlength=m)
+
+        # the master: the p largest U_j (fixed ones always), λp when every site is priced
+        u_free = np.where(in_any & ~fixed, u_total, 0.0)
+        u_free[fixed] = -np.inf
+        k_free = max(red.p - int(fixed.sum()), 0)
+        top = np.sort(u_free[np.isfinite(u_free)])[::-1][:k_free]
+        if not red.exact_p:
+            top = top[top > 0]
+        master = float(u_total[fixed].sum()) + float(top.sum())
+
+        # each region's share of the LP dual
+        gain = pair_mass - price
+        site_term = np.where(fixed[pair_site], gain, np.maximum(gain, 0.0))
+        lp_share = _sum_by(pair_region, weights=site_term, minlength=k_all)
+        lp_share += _sum_by(label[live], weights=np.maximum(w[live] - pi[live], 0.0),
+                                minlength=k_all)  # fmt: skip
+
+        self._red, self._fixed, self._label = red, fixed, label
+        self._pair_site, self._pair_region = pair_site, pair_region
+        self._pair_mass, self._price = pair_mass, price
+        self._constant, self._master = constant, master
+        self.lp_share = lp_share
+        self.lp_bound = constant + master + float(lp_share.sum())
+        self._tol = 1e-9 * max(1.0, abs(self.lp_bound))
+        by_region = live[np.argsort(label[live], kind="stable")]
+        self._by_region = by_region
+        self._bounds = np.searchsorted(label[by_region], np.arange(k_all + 1))
+        # smallest regions first: they finish, where one large region could take all
+        # the time (ties: the larger LP share first)
+        size = _sum_by(pair_region, np.ones(pair_region.size), minlength=k_all)
+        self._order = np.lexsort((-lp_share, size)).tolist()
+        self._regions = int(np.unique(label[live]).size) if live.size else 0
+        self._value = lp_share.copy()
+        self._state = np.zeros(k_all, dtype=np.int8)  # 0 waiting, 1 exact at start, 2 solved
+        self._lock = threading.Lock()
+        self.cancelled = threading.Event()
+        """Set: no region is taken any more (a solve under way ends when its solver
+        checks the same event, as :mod:`anwang.coverage.solve`'s does)."""
+        self._largest = self._fixed_out = self._fixed_in = 0
+        self._started = t0
+        self._seconds = 0.0
+
+    def _take(self, deadline: float) -> int | None:
+        with self._lock:
+            if not self._order or self.cancelled.is_set() or (
+                time.perf_counter() >= deadline - 0.05
+            ):
+                return None
+            return int(self._order.pop(0))
+
+    def _at_incumbent(self, k: int, chosen: NDArray[np.bool_]) -> float:
+        """The incumbent's value in region ``k``: ``f_k(x) − Σ_j u_jk x_j``."""
+        g_k = self._by_region[self._bounds[k] : self._bounds[k + 1]]
+        reached = np.asarray(self._red.cover[g_k] @ chosen.astype(np.float64)) >= 1
+        sel = self._pair_region == k
+        paid = float(self._price[sel][chosen[self._pair_site[sel]]].sum())
+        return float(self._red.weights[g_k][reached].sum()) - paid
+
+    def work(
+        self, incumbent: Callable[[], IntArray], solve_region: RegionalSolver, deadline: float
+    ) -> None:
+        """Solve regions until none is left or ``deadline`` (a :func:`time.perf_counter`
+        instant); ``incumbent()`` gives the best siting (columns of the model) so far."""
+        a, fixed = self._red.cover, self._fixed
+        while (k := self._take(deadline)) is not None:
+            chosen = np.zeros(a.shape[1], dtype=np.bool_)
+            chosen[np.asarray(incumbent(), dtype=np.int64)] = True
+            at_inc = self._at_incumbent(k, chosen)
+            if self.lp_share[k] - at_inc <= self._tol:
+                with self._lock:
+                    self._state[k] = 1
+                continue
+            g_k = self._by_region[self._bounds[k] : self._bounds[k + 1]]
+            sel = self._pair_region == k
+            c_k = self._pair_site[sel]  # sorted: pair keys are ordered by site first
+            prices = self._price[sel]
+            # reduced-cost fixing inside the region, against the incumbent's value there
+            out, into = fix_by_reduced_cost(
+                float(self.lp_share[k]), self._pair_mass[sel] - prices,
+                fixed[c_k].astype(np.float64), np.ones(c_k.size), at_inc,
+            )  # fmt: skip
+            stay = ~out
+            with self._lock:
+                self._fixed_out += int(out.sum())
+                self._fixed_in += int(into.sum())
+            if not stay.any():  # no site left: nothing covered, nothing paid
+                with self._lock:
+                    self._value[k] = max(0.0, at_inc)
+                    self._state[k] = 2
+                continue
+            sub = a[g_k][:, c_k[stay]]
+            reached = np.diff(sub.indptr) > 0  # rows no staying site reaches: worth 0
+            sub = sp.csr_array(sub[reached])
+            start = chosen[c_k[stay]] | into[stay]
+            with self._lock:
+                self._largest = max(self._largest, int(stay.sum()))
+            t_k = time.perf_counter()
+            left = deadline - t_k
+            res = solve_region(
+                sub, self._red.weights[g_k[reached]], prices[stay], (fixed[c_k] | into)[stay],
+                start.astype(np.float64), left,
+            )  # fmt: skip
+            with self._lock:
+                if res.bound < self._value[k]:
+                    # a siting breaking a fixing is worth at most the incumbent's here
+                    self._value[k] = max(res.bound, at_inc)
+                if res.exact:
+                    self._state[k] = 2
+            log.debug(
+                "region %d (%d rows, %d sites): %.1f s, LP share %.1f, incumbent %.1f, bound "
+                "%.1f%s", k, sub.shape[0], sub.shape[1], time.perf_counter() - t_k,
+                self.lp_share[k], at_inc, res.bound, "" if res.exact else " (unfinished)",
+            )  # fmt: skip
+        with self._lock:
+            self._seconds = max(self._seconds, time.perf_counter() - self._started)
+
+    def result(self, incumbent: IntArray) -> DecompositionBound:
+        """The bound from what is solved so far; regions not solved count as exact at
+        the start when ``incumbent`` meets their LP share, unfinished otherwise."""
+        chosen = np.zeros(self._red.cover.shape[1], dtype=np.bool_)
+        chosen[np.asarray(incumbent, dtype=np.int64)] = True
+        with self._lock:
+            state, value = self._state.copy(), self._value.copy()
+            seconds = self._seconds
+        exact = solved = unfinished = 0
+        for k in np.flatnonzero(np.diff(self._bounds) > 0):
+            if state[k] == 2:
+                solved += 1
+            elif state[k] == 1 or self.lp_share[k] - self._at_incumbent(int(k), chosen) <= (
+                self._tol
+            ):
+                exact += 1
+            else:
+                unfinished += 1
+        bound = self._constant + self._master + float(value.sum())
+        return DecompositionBound(
+            bound=min(bound, self.lp_bound),
+            lp_bound=self.lp_bound,
+            regions=self._regions,
+            exact_at_start=exact,
+            solved=solved,
+            unfinished=unfinished,
+            largest_columns=self._largest,
+            fixed_out=self._fixed_out,
+            fixed_in=self._fixed_in,
+            seconds=seconds,
+        )
+
+
 def decomposition_bound(
     red: Reduction,
     duals: FloatArray,
@@ -274,145 +496,26 @@ def decomposition_bound(
     deadline: float,
     target_columns: int = 250,
     regions: IntArray | None = None,
+    workers: int = 1,
 ) -> DecompositionBound:
-    """The Lagrangian decomposition bound of the plain MCLP (module docstring).
-
-    ``duals`` are the multipliers of the coverage rows (one per row of ``red``),
-    ``cardinality_dual`` that of ``Σ x = p`` (``≤ p`` on a reduced model: then it must be
-    ≥ 0, and a negative value is taken as 0); both are projected, and the bound is valid
-    for any values. ``incumbent`` (columns of ``red``) decides which regions are already
-    exact and starts the others. Regions are solved, the smallest first, until
-    ``deadline`` (a :func:`time.perf_counter` instant). ``regions`` overrides
-    :func:`partition`.
-    """
-    if red.backup_weight > 0:
-        raise ValueError("the decomposition bound is for the plain MCLP (no backup weight)")
-    t0 = time.perf_counter()
-    a, w = red.cover, red.weights
-    n, m = a.shape
-    pi = np.maximum(np.nan_to_num(np.asarray(duals, dtype=np.float64)), 0.0)
-    lam = float(np.nan_to_num(cardinality_dual))
-    if not red.exact_p:
-        lam = max(lam, 0.0)
-    fixed = np.zeros(m, dtype=np.bool_)
-    fixed[red.fixed_cols] = True
-    covered_before = red.offset >= 1  # reached by folded-in fixed sites: settled
-    constant = red.constant + float(w[covered_before].sum())
-    live = np.flatnonzero(~covered_before)
-    label = partition(red, target_columns=target_columns) if regions is None else regions
-    label = np.asarray(label, dtype=np.int64)
-    k_all = int(label.max()) + 1 if label.size else 0
-
-    # price of every (site, region) pair: λ split by the dual weight collected there
-    rows = np.repeat(np.arange(n), np.diff(a.indptr))
-    cols = a.indices.astype(np.int64)
-    keep = ~covered_before[rows]
-    rows, cols = rows[keep], cols[keep]
-    pair_key, pair_of = np.unique(cols * k_all + label[rows], return_inverse=True)
-    pair_site, pair_region = np.divmod(pair_key, k_all)
-    pair_mass = _sum_by(pair_of, weights=pi[rows], minlength=pair_key.size)
-    pair_count = _sum_by(pair_of, np.ones(pair_of.size), minlength=pair_key.size)
-    total_mass = _sum_by(pair_site, weights=pair_mass, minlength=m)
-    total_count = _sum_by(pair_site, weights=pair_count, minlength=m)
-    share = np.where(
-        total_mass[pair_site] > 1e-12,
-        pair_mass / np.maximum(total_mass[pair_site], 1e-300),
-        pair_count / np.maximum(total_count[pair_site], 1.0),
+    """The Lagrangian decomposition bound of the plain MCLP (module docstring), its
+    regions solved by ``workers`` threads (:class:`RegionalBound`) until ``deadline``
+    (a :func:`time.perf_counter` instant). ``incumbent`` (columns of ``red``) decides
+    which regions are already exact and starts the others."""
+    dec = RegionalBound(
+        red, duals, cardinality_dual, target_columns=target_columns, regions=regions
     )
-    price = lam * share
-    in_any = total_count > 0
-    u_total = _sum_by(pair_site, weights=price, minlength=m)
-
-    # the master: the p largest U_j (fixed ones always), λp when every site is priced
-    u_free = np.where(in_any & ~fixed, u_total, 0.0)
-    u_free[fixed] = -np.inf
-    k_free = max(red.p - int(fixed.sum()), 0)
-    top = np.sort(u_free[np.isfinite(u_free)])[::-1][:k_free]
-    if not red.exact_p:
-        top = top[top > 0]
-    master = float(u_total[fixed].sum()) + float(top.sum())
-
-    # each region's share of the LP dual, and the incumbent's value there
-    gain = pair_mass - price
-    site_term = np.where(fixed[pair_site], gain, np.maximum(gain, 0.0))
-    lp_share = _sum_by(pair_region, weights=site_term, minlength=k_all)
-    lp_share += _sum_by(label[live], weights=np.maximum(w[live] - pi[live], 0.0),
-                            minlength=k_all)  # fmt: skip
-    chosen = np.zeros(m, dtype=np.bool_)
-    chosen[np.asarray(incumbent, dtype=np.int64)] = True
-    counts = coverage_counts(a, np.flatnonzero(chosen))
-    at_incumbent = _sum_by(
-        label[live], weights=np.where(counts[live] >= 1, w[live], 0.0), minlength=k_all
-    ) - _sum_by(pair_region, weights=np.where(chosen[pair_site], price, 0.0), minlength=k_all)
-    # a row covered only through a site outside its region cannot happen: C_k holds all
-    # of its sites, so the incumbent's regional value is exactly f_k − u_k·x
-    lp_bound = constant + master + float(lp_share.sum())
-
-    tol = 1e-9 * max(1.0, abs(lp_bound))
-    potential = lp_share - at_incumbent
-    # smallest regions first: they finish, where one large region could take all the time
-    size = _sum_by(pair_region, np.ones(pair_region.size), minlength=k_all)
-    order = np.lexsort((-potential, size))
-    value = lp_share.copy()
-    exact_at_start = int(np.sum(potential <= tol))
-    solved = unfinished = largest = fixed_out = fixed_in = 0
-    by_region = live[np.argsort(label[live], kind="stable")]
-    bounds = np.searchsorted(label[by_region], np.arange(k_all + 1))
-    for k in order:
-        if potential[k] <= tol:
-            continue
-        left = deadline - time.perf_counter()
-        if left <= 0.05:
-            unfinished += 1
-            continue
-        g_k = by_region[bounds[k] : bounds[k + 1]]
-        sel = pair_region == k
-        c_k = pair_site[sel]  # sorted: pair keys are ordered by site first
-        prices = price[sel]
-        # reduced-cost fixing inside the region, against the incumbent's value there
-        reduced = pair_mass[sel] - prices
-        out, into = fix_by_reduced_cost(
-            float(lp_share[k]),
-            reduced,
-            fixed[c_k].astype(np.float64),
-            np.ones(c_k.size),
-            float(at_incumbent[k]),
-        )
-        stay = ~out
-        fixed_out += int(out.sum())
-        fixed_in += int(into.sum())
-        if not stay.any():  # no site left: nothing covered, nothing paid
-            value[k] = max(0.0, float(at_incumbent[k]))
-            solved += 1
-            continue
-        sub = a[g_k][:, c_k[stay]]
-        sub = sp.csr_array(sub[np.diff(sub.indptr) > 0])  # rows no staying site reaches: 0
-        rows_k = g_k[np.diff(a[g_k][:, c_k[stay]].indptr) > 0]
-        start = chosen[c_k[stay]] | into[stay]
-        largest = max(largest, int(stay.sum()))
-        res = solve_region(
-            sub, w[rows_k], prices[stay], (fixed[c_k] | into)[stay], start.astype(np.float64), left
-        )
-        if res.bound < value[k]:
-            # a siting breaking a fixing is worth at most the incumbent's value here
-            value[k] = max(res.bound, at_incumbent[k])
-        if res.exact:
-            solved += 1
-        else:
-            unfinished += 1
-    bound = constant + master + float(value.sum())
-    return DecompositionBound(
-        bound=min(bound, lp_bound),
-        lp_bound=lp_bound,
-        regions=int(np.unique(label[live]).size) if live.size else 0,
-        exact_at_start=exact_at_start,
-        solved=solved,
-        unfinished=unfinished,
-        largest_columns=largest,
-        fixed_out=fixed_out,
-        fixed_in=fixed_in,
-        seconds=time.perf_counter() - t0,
-    )
+    inc = np.asarray(incumbent, dtype=np.int64)
+    helpers = [
+        threading.Thread(target=dec.work, args=(lambda: inc, solve_region, deadline))
+        for _ in range(max(int(workers), 1) - 1)
+    ]
+    for t in helpers:
+        t.start()
+    dec.work(lambda: inc, solve_region, deadline)
+    for t in helpers:
+        t.join()
+    return dec.result(inc)
 
 
 def _sum_by(index: IntArray, weights: FloatArray, *, minlength: int) -> FloatArray:

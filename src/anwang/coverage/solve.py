@@ -56,10 +56,12 @@ siting optimal. Then, with a solver that can also relax (:class:`RelaxingSolver`
 3. fixing of sites by reduced cost against the best siting
    (:func:`~anwang.coverage.bound.fix_by_reduced_cost`), from the LP's reduced costs;
 4. for the plain MCLP, the Lagrangian decomposition bound by region
-   (:func:`~anwang.coverage.bound.decomposition_bound`), its regions solved by the same
-   solver, for at most ``decomposition_share`` of the time left (by default all of it:
-   the whole-model MIP moves the bound less than the regions do on the instances of
-   ``bench/bench_siting.py``);
+   (:class:`~anwang.coverage.bound.RegionalBound`), its regions solved by the same
+   solver (HiGHS without presolve), for at most ``decomposition_share`` of the time left
+   after the LP (by default all of it: the whole-model MIP moves the bound less than the
+   regions do on the instances of ``bench/bench_siting.py``). With a second CPU, a helper
+   thread starts on the regions as soon as the LP's duals are known, beside the local
+   search, and the calling thread joins it when the search ends;
 5. the MIP on the model with the fixed sites, warm-started from the best siting when it
    keeps them, for the rest of the time (all of it without a decomposition, or whatever
    the regions leave when they all finish early).
@@ -83,6 +85,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,8 +100,8 @@ from numpy.typing import NDArray
 from anwang.core.errors import ValidationFailed
 from anwang.coverage.bound import (
     DecompositionBound,
+    RegionalBound,
     RegionalSolve,
-    decomposition_bound,
     dual_bound,
     fix_by_reduced_cost,
 )
@@ -335,8 +339,11 @@ class HighsSolver:
         return None if status == highspy.HighsStatus.kError else h
 
     @staticmethod
-    def _watch(h: _Highs, deadline: float) -> Callable[[], bool]:
-        """Interrupt ``h`` from its callbacks at ``deadline``; returns "was it interrupted"."""
+    def _watch(
+        h: _Highs, deadline: float, stop: Callable[[], bool] | None = None
+    ) -> Callable[[], bool]:
+        """Interrupt ``h`` from its callbacks at ``deadline`` or once ``stop()`` is true;
+        returns "was it interrupted"."""
         import highspy
 
         interrupted = False
@@ -349,7 +356,7 @@ class HighsSolver:
             _user: object,
         ) -> None:
             nonlocal interrupted
-            if time.perf_counter() >= deadline:
+            if time.perf_counter() >= deadline or (stop is not None and stop()):
                 interrupted = True
                 data_in.user_interrupt = True
 
@@ -417,8 +424,10 @@ class HighsSolver:
         start: FloatArray | None = None,
         time_limit_s: float | None = None,
         mip_rel_gap: float | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> MipResult:
-        """Branch and cut; ``mip_rel_gap`` overrides the solver's gap for this call.
+        """Branch and cut; ``mip_rel_gap`` overrides the solver's gap for this call, and
+        the solve is interrupted (status ``time_limit``) once ``stop()`` is true.
 
         HiGHS 1.16's presolve can carry a start into its reduced model with the wrong
         objective value (higher than the start's own, on a 5 × 5 covering model in the
@@ -430,7 +439,7 @@ class HighsSolver:
         time left.
         """
         t0 = time.perf_counter()
-        res = self._solve(model, start, time_limit_s, mip_rel_gap)
+        res = self._solve(model, start, time_limit_s, mip_rel_gap, stop)
         if (
             start is not None
             and self.presolve
@@ -440,7 +449,7 @@ class HighsSolver:
         ):
             left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - t0)
             if left is None or left > 0:
-                again = self.without_presolve()._solve(model, start, left, mip_rel_gap)
+                again = self.without_presolve()._solve(model, start, left, mip_rel_gap, stop)
                 return dataclasses.replace(
                     again,
                     bound=min(again.bound, res.bound),
@@ -460,6 +469,7 @@ class HighsSolver:
         start: FloatArray | None,
         time_limit_s: float | None,
         mip_rel_gap: float | None,
+        stop: Callable[[], bool] | None = None,
     ) -> MipResult:
         import highspy
 
@@ -475,7 +485,11 @@ class HighsSolver:
             sol.col_value = np.asarray(start, dtype=np.float64).tolist()
             sol.value_valid = True
             h.setSolution(sol)
-        interrupted = self._watch(h, t0 + limit) if limit is not None else (lambda: False)
+        interrupted = (
+            self._watch(h, t0 + limit if limit is not None else math.inf, stop)
+            if limit is not None or stop is not None
+            else (lambda: False)
+        )
         h.run()
         model_status = h.getModelStatus()
         info = h.getInfo()
@@ -657,7 +671,7 @@ def optimize(
     solver: Solver | None = None,
     time_limit_s: float = 60.0,
     reduce: bool = True,
-    search_share: float = 0.5,
+    search_share: float = 0.35,
     decomposition_share: float = 1.0,
     region_columns: int = 60,
     seed: int = 0,
@@ -673,10 +687,13 @@ def optimize(
     better siting or, the LP bound known, after ten times the LP's seconds, at least half
     a second, without one); then reduced-cost fixing and — for the plain MCLP — the
     decomposition bound over regions of about ``region_columns`` sites, for at most
-    ``decomposition_share`` of the time then left; then the MIP, warm-started, for the
-    rest. The defaults give half the limit to the local search: on the benchmark's dense
-    instances more rounds of it raise the siting by more than the same seconds lower the
-    bound. ``solver`` defaults to ``HighsSolver()`` (0.1 % relative gap), whose tolerance
+    ``decomposition_share`` of the time left after the LP (begun by a helper thread
+    beside the search when there is a second CPU); then the MIP, warm-started, for the
+    rest. The defaults give about a third of the limit to the local search, which on the
+    benchmark's density instance reaches the siting that half the limit did, and let the
+    calling thread join the helper on the regions sooner: the two large regions of the
+    urban core then both finish within the minute, where with half the limit one did
+    not (``docs/performance.md``). ``solver`` defaults to ``HighsSolver()`` (0.1 % relative gap), whose tolerance
     also ends the run early. ``seed`` makes the local search reproducible (unless a time
     limit cuts it short).
     """
@@ -709,16 +726,21 @@ def optimize(
             # the LP first, in the time the search leaves it; the search keeps its share
             run.relax(solver, deadline - max(search_s, 0.0))
             run.lp_before_search = run.lp is not None
-        if search_share > 0:  # stops before its first round if the LP closed the gap
-            run.search(
-                min(time.perf_counter() + max(search_s, 0.0), deadline),
-                patience=max(20, min(2000, 2 * red.n_cols)),
-                seed=seed,
-            )
-        if not run.closed():
-            run.improve(solver, deadline, decomposition_share, region_columns)
-        else:
-            run.status = SolveStatus.OPTIMAL
+            # the regions start now, in helper threads, beside the search
+            run.start_regions(solver, deadline, decomposition_share, region_columns)
+        try:
+            if search_share > 0:  # stops before its first round if the LP closed the gap
+                run.search(
+                    min(time.perf_counter() + max(search_s, 0.0), deadline),
+                    patience=max(20, min(2000, 2 * red.n_cols)),
+                    seed=seed,
+                )
+            if not run.closed():
+                run.improve(solver, deadline, decomposition_share, region_columns)
+            else:
+                run.status = SolveStatus.OPTIMAL
+        finally:
+            run.finish_regions(work=False)
     sites = red.lift(run.best)
     objective = problem.objective(sites)
     bound = max(run.bound, objective)
@@ -784,10 +806,16 @@ def regional_model(
 
 
 def _region_solver(
-    solver: RelaxingSolver,
+    solver: RelaxingSolver, stop: Callable[[], bool] | None = None
 ) -> Callable[
     [sp.csr_array, FloatArray, FloatArray, NDArray[np.bool_], FloatArray, float], RegionalSolve
 ]:
+    """The regions' solver: ``solver``, for HiGHS with its presolve off and interrupted
+    once ``stop()`` is true. A region's model is small and has no rows to remove, and
+    without presolve HiGHS solved the two large regions of the benchmark's density
+    instance in 25 + 31 s instead of 32 + 52 s (``docs/performance.md``)."""
+    highs = solver.without_presolve() if isinstance(solver, HighsSolver) else None
+
     def solve_region(
         cover: sp.csr_array,
         weights: FloatArray,
@@ -798,12 +826,16 @@ def _region_solver(
     ) -> RegionalSolve:
         model = regional_model(cover, weights, prices, fixed)
         y = np.minimum(np.asarray(cover @ start), 1.0)
-        res = solver.solve(
-            model,
-            start=np.concatenate([start, y]),
-            time_limit_s=time_limit_s,
-            mip_rel_gap=REGION_GAP,
-        )
+        values = np.concatenate([start, y])
+        if highs is not None:
+            res = highs.solve(
+                model, start=values, time_limit_s=time_limit_s, mip_rel_gap=REGION_GAP,
+                stop=stop,
+            )  # fmt: skip
+        else:
+            res = solver.solve(
+                model, start=values, time_limit_s=time_limit_s, mip_rel_gap=REGION_GAP
+            )
         return RegionalSolve(res.bound, res.status is MipStatus.OPTIMAL)
 
     return solve_region
@@ -852,6 +884,11 @@ class _Run:
         self.fixed_out = 0
         self.fixed_in = 0
         self.decomposition: DecompositionBound | None = None
+        self.regions: RegionalBound | None = None
+        self._regions_until = 0.0
+        self._solve_region: Callable[..., RegionalSolve] | None = None
+        self._helpers: list[threading.Thread] = []
+        self._helper_error: BaseException | None = None
 
     def closed(self, *, strict: bool = False) -> bool:
         """The bound meets the siting (``strict``: to rounding), or is within tolerance."""
@@ -903,6 +940,63 @@ class _Run:
             # the submodular bound at the new siting may be the tighter one
             self.bound = min(self.bound, upper_bound(self.red, found.cols))
 
+    HELPERS = 1 if (os.cpu_count() or 1) > 1 else 0
+    """Threads that solve the decomposition's regions beside the calling thread: from
+    the end of the LP relaxation, while the local search runs, and after it, two large
+    regions side by side. HiGHS releases the interpreter while it solves, so a second
+    CPU does the regions' work; with one CPU there is no helper and the regions wait for
+    the search, as the calling thread solves them after it."""
+
+    def start_regions(
+        self, solver: Solver, deadline: float, share: float, region_columns: int
+    ) -> None:
+        """Set up the decomposition bound from the LP duals, for ``share`` of the time
+        left until ``deadline``, and start its helper threads (:attr:`HELPERS`). Does
+        nothing without an LP, for backup coverage, or once started."""
+        red, lp = self.red, self.lp
+        if self.regions is not None or lp is None or red.backup_weight > 0 or share <= 0:
+            return
+        if not isinstance(solver, RelaxingSolver) or self.closed():
+            return
+        r = lp.duals
+        self.regions = RegionalBound(
+            red, r[: red.n_rows], float(r[red.n_rows]), target_columns=region_columns
+        )
+        now = time.perf_counter()
+        self._regions_until = now + share * max(deadline - now, 0.0)
+        self._solve_region = _region_solver(solver, stop=self.regions.cancelled.is_set)
+        for _ in range(self.HELPERS):
+            helper = threading.Thread(target=self._help, name="siting-regions", daemon=True)
+            helper.start()
+            self._helpers.append(helper)
+
+    def _help(self) -> None:
+        assert self.regions is not None and self._solve_region is not None
+        try:
+            self.regions.work(lambda: self.best, self._solve_region, self._regions_until)
+        except BaseException as exc:  # re-raised by finish_regions in the calling thread
+            self._helper_error = exc
+            self.regions.cancelled.set()
+
+    def finish_regions(self, *, work: bool) -> None:
+        """Solve the regions left in this thread too (``work``) or cancel them, wait for
+        the helpers, and take the decomposition bound."""
+        regions = self.regions
+        if regions is None:
+            return
+        if work and self._solve_region is not None:
+            regions.work(lambda: self.best, self._solve_region, self._regions_until)
+        else:
+            regions.cancelled.set()
+        for helper in self._helpers:
+            helper.join()
+        self._helpers = []
+        if self._helper_error is not None:
+            error, self._helper_error = self._helper_error, None
+            raise error
+        self.decomposition = regions.result(self.best)
+        self.bound = min(self.bound, self.decomposition.bound)
+
     def improve(
         self, solver: Solver, deadline: float, share: float, region_columns: int
     ) -> None:
@@ -916,20 +1010,15 @@ class _Run:
                 return
         lp = self.lp
         if isinstance(solver, RelaxingSolver) and lp is not None and time.perf_counter() < deadline:
-            model, r, d, d_bound = lp.model, lp.duals, lp.reduced_costs, lp.bound
+            model, d, d_bound = lp.model, lp.reduced_costs, lp.bound
             m = red.n_cols
             zero, one = fix_by_reduced_cost(
                 d_bound, d[:m], model.col_lower[:m], model.col_upper[:m], self.value
             )
             self.fixed_out, self.fixed_in = int(zero.sum()), int(one.sum())
             if red.backup_weight == 0 and share > 0:
-                left = deadline - time.perf_counter()
-                self.decomposition = decomposition_bound(
-                    red, r[: red.n_rows], float(r[red.n_rows]), self.best,
-                    _region_solver(solver), deadline=time.perf_counter() + share * left,
-                    target_columns=region_columns,
-                )  # fmt: skip
-                self.bound = min(self.bound, self.decomposition.bound)
+                self.start_regions(solver, deadline, share, region_columns)
+                self.finish_regions(work=True)
                 if self.closed():
                     self.status = SolveStatus.OPTIMAL
                     return

@@ -9,6 +9,9 @@ model values sitings as the model it came from.
 from __future__ import annotations
 
 import itertools
+import math
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -16,18 +19,20 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.spatial import cKDTree
 
 from anwang.coverage import CoverageProblem, HighsSolver, identity, optimize, reduce
 from anwang.coverage.bound import (
+    RegionalBound,
     RegionalSolve,
     decomposition_bound,
     dual_bound,
     fix_by_reduced_cost,
     partition,
 )
-from anwang.coverage.heuristics import greedy
+from anwang.coverage.heuristics import greedy, interchange
 from anwang.coverage.reduce import Reduction, restrict
-from anwang.coverage.solve import mclp_model, regional_model
+from anwang.coverage.solve import _region_solver, mclp_model, regional_model
 
 Optimum = Callable[[CoverageProblem], float]
 HIGHS = HighsSolver(mip_rel_gap=0.0)
@@ -276,3 +281,114 @@ def test_a_solver_that_cannot_relax_goes_straight_to_the_mip() -> None:
     assert solver.calls == 1
     assert res.lp_bound is None and res.decomposition is None and res.fixed_out == 0
     assert res.status == "optimal"
+
+
+# --------------------------------------------------------------------------------------
+# regions solved by several threads
+
+
+class RecordingRegions:
+    """A regional solver (HiGHS) that records the thread of each call and can fail."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.threads: list[str] = []
+        self.fail_on = fail_on
+
+    def __call__(self, cover, weights, prices, fixed, start, time_limit_s) -> RegionalSolve:  # type: ignore[no-untyped-def]
+        name = threading.current_thread().name
+        self.threads.append(name)
+        if self.fail_on is not None and name.startswith(self.fail_on):
+            raise RuntimeError("the region's solver failed")
+        time.sleep(0.01)  # long enough for the other thread to take a region meanwhile
+        return highs_region(cover, weights, prices, fixed, start, time_limit_s)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_two_workers_give_the_bound_of_one(seed: int) -> None:
+    # every region solved exactly has the same value whichever thread solves it, and
+    # whatever incumbent it was judged against
+    prob = clustered(seed)
+    red = reduce(prob)
+    r = lp_duals(red)
+    inc = greedy(red)
+    one, two = RecordingRegions(), RecordingRegions()
+    a = decomposition_bound(
+        red, r[:-1], float(r[-1]), inc, one, deadline=math.inf, target_columns=15
+    )
+    b = decomposition_bound(
+        red, r[:-1], float(r[-1]), inc, two, deadline=math.inf, target_columns=15, workers=2
+    )
+    assert a.unfinished == b.unfinished == 0 and a.solved >= 2
+    assert b.bound == pytest.approx(a.bound, rel=1e-9)
+    assert (b.solved, b.exact_at_start) == (a.solved, a.exact_at_start)
+    assert len(set(two.threads)) == 2 and len(set(one.threads)) == 1
+
+
+def test_a_region_judged_against_a_better_siting_later_keeps_the_bound_valid() -> None:
+    # the incumbent changes while the regions are worked on (as the local search
+    # improves it): each region uses the siting of the moment, and the bound holds
+    prob = clustered(4)
+    red = reduce(prob)
+    r = lp_duals(red)
+    dec = RegionalBound(red, r[:-1], float(r[-1]), target_columns=15)
+    sitings = [greedy(red), interchange(red, greedy(red))[0]]
+    calls = iter(range(10**6))
+
+    def incumbent() -> np.ndarray:
+        return sitings[min(next(calls) // 3, 1)]
+
+    dec.work(incumbent, highs_region, math.inf)
+    res = dec.result(sitings[1])
+    assert res.unfinished == 0 and res.solved >= 2
+    exact = HIGHS.solve(mclp_model(identity(prob)), time_limit_s=60)
+    assert exact.status == "optimal" and exact.objective is not None
+    assert exact.objective - 1e-6 <= res.bound <= res.lp_bound
+
+
+def test_a_failure_in_a_helper_thread_reaches_the_caller() -> None:
+    prob = clustered(0)
+    solver = FailingHelperHighs()
+    with pytest.raises(RuntimeError, match="region's solver failed"):
+        optimize(prob, solver=solver, time_limit_s=20, region_columns=15)
+
+
+class FailingHelperHighs(HighsSolver):
+    """HiGHS whose regional solves fail on the helper thread."""
+
+    def without_presolve(self) -> HighsSolver:
+        return self
+
+    def solve(self, model, *, start=None, time_limit_s=None, mip_rel_gap=None, stop=None):  # type: ignore[no-untyped-def, override]
+        if threading.current_thread().name == "siting-regions":
+            raise RuntimeError("the region's solver failed")
+        return super().solve(
+            model, start=start, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, stop=stop
+        )
+
+
+def test_cancelling_the_regions_interrupts_a_solve_under_way() -> None:
+    # a region big enough to take HiGHS many seconds, cancelled after a quarter second
+    rng = np.random.default_rng(5)
+    pts, sites = rng.random((6000, 2)) * 30, rng.random((700, 2)) * 30
+    tree = cKDTree(sites)
+    pairs = tree.query_ball_point(pts, 2.0)
+    rows = np.repeat(np.arange(pts.shape[0]), [len(p) for p in pairs])
+    cover = sp.csr_array(
+        (np.ones(rows.size, dtype=bool), (rows, np.concatenate(pairs).astype(np.int64))),
+        shape=(pts.shape[0], sites.shape[0]),
+    )
+    prob = CoverageProblem(cover, rng.integers(1, 9, pts.shape[0]).astype(float), 40)
+    red = reduce(prob)
+    r = lp_duals(red)
+    dec = RegionalBound(red, r[:-1], float(r[-1]), regions=np.zeros(red.n_rows, np.int64))
+    solve = _region_solver(HighsSolver(), stop=dec.cancelled.is_set)
+    worker = threading.Thread(target=dec.work, args=(lambda: greedy(red), solve, math.inf))
+    t0 = time.perf_counter()
+    worker.start()
+    time.sleep(0.25)
+    dec.cancelled.set()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert time.perf_counter() - t0 < 3  # uncancelled, HiGHS takes about 5 s here
+    res = dec.result(greedy(red))
+    assert res.unfinished == 1 and res.bound <= res.lp_bound
