@@ -519,32 +519,38 @@ Reading the figures:
 - *Reduction.* Demand nodes that the same candidates reach become one row, candidates
   whose reach another contains leave, and nodes no candidate reaches leave the model.
 - *Siting.* Greedy + interchange stops in a local optimum; the iterated local search,
-  which has half of the time limit after the LP relaxation (solved first, so that a tight
-  bound ends the search at once), adds to it. Its rounds bring in only sites near the
-  posts they perturbed (any post may still go), which makes a round two to three times
-  cheaper at about the same gain per round; on the grid, more rounds raise the siting by
-  more than the same seconds lower the bound. Which local optimum it ends in varies with
-  the seed and with how many rounds the load leaves it (up to about 0.2 % on the
-  density instance). HiGHS, warm-started, rarely finds better in the time left.
+  which has about a third of the time limit (the LP relaxation comes first, so that a
+  tight bound ends the search at once), adds to it. Its rounds bring in only sites near
+  the posts they perturbed (any post may still go), which makes a round two to three
+  times cheaper at about the same gain per round. Which local optimum it ends in varies
+  with the seed and with how many rounds the load leaves it: on the density instance,
+  25 s runs from greedy + interchange with six seeds ended between 285,920 and 286,020,
+  and runs from 285,971 found nothing better. HiGHS, warm-started, rarely finds better
+  in the time left.
 - *Bound, and why the 0.1 % goal is not met on the grid.* Every bound here starts from
   the LP relaxation, and on the grid it sits 0.3–0.6 % above the best siting: fractional
   posts tile the dense urban core, which whole posts cannot. Reduced-cost fixing cannot
   act on that gap: a site's reduced cost is never below −λ (λ the value of one more post,
   the dual of Σ x = p), so nothing is fixed while the gap exceeds one post's worth. The
   decomposition bound solves regions of the model exactly, each with its sites priced by
-  the LP duals, and removes the regions' own integrality gaps; it gets all the time the
-  local search and the LP leave (the whole-model MIP, whose bound moves less, only what
-  the regions leave over). On the density instance nearly all of the LP's excess lies in
-  the two regions of the urban core (the "largest" region above), and those are nearly
-  as hard as the model: in a minute they are not finished and the bound moves by less
-  than 0.1 % of the objective. Where every region is solved ("0 unfinished": the density
-  instance with the longer limit) the bound stops at what the LP's prices allow, still
-  about a quarter of a percent above the best siting; the H3 instance's regions are
-  smaller, and all of them are solved when the minute leaves them about 30 s. Closing
-  the rest needs a bound that sees how whole posts tile the core across regions (cuts
-  valid for the integer sitings of a region, or prices re-optimised between regional
-  solves), not more of the same seconds. The CPU time spent waiting for other work (load
+  the LP duals, and removes the regions' own integrality gaps. A helper thread starts on
+  the regions as soon as the LP's duals are known, beside the local search, and the
+  calling thread joins it when the search ends, so that the two large regions of the
+  urban core (554 and 612 sites on the density instance, where nearly all of the LP's
+  excess lies) are solved side by side; HiGHS solves them without presolve, which took
+  25 + 31 s instead of 32 + 52 s. Both now finish within the minute, and the bound stops
+  where the LP's prices allow: about a quarter of a percent above the best siting, the
+  same as with the longer limit. The H3 instance's regions are smaller and all finish in
+  about 20 s, at the same distance. Closing the rest needs prices re-optimised between
+  regional solves (a Lagrangian dual over whole-post regions), and every change of
+  prices means solving the regions again, the two of the core at 25–30 s each: not
+  within a minute on two CPUs. The CPU time spent waiting for other work (load
   averages above) comes out of the same minute.
+- *Time.* `optimize` keeps to its limit only as well as HiGHS reacts: HiGHS looks at
+  its clock and its interrupt callbacks between steps, and one round of root-node cuts on
+  the whole model takes seconds on this machine, so a run that ends in the whole-model
+  MIP can finish a few seconds late despite the margin it leaves (62.9 s on the H3
+  instance above, where the regions were done after 20 s and the MIP had the rest).
 - *Helsinki.* The extract is small (1.0 × 1.7 km): at 3 minutes a post reaches most of
   it, the reduced model keeps a few dozen candidates and the run ends in seconds, proved
   optimal; the plain MIP and spopt, on the unreduced model with over two million

@@ -693,9 +693,9 @@ def optimize(
     benchmark's density instance reaches the siting that half the limit did, and let the
     calling thread join the helper on the regions sooner: the two large regions of the
     urban core then both finish within the minute, where with half the limit one did
-    not (``docs/performance.md``). ``solver`` defaults to ``HighsSolver()`` (0.1 % relative gap), whose tolerance
-    also ends the run early. ``seed`` makes the local search reproducible (unless a time
-    limit cuts it short).
+    not (``docs/performance.md``). ``solver`` defaults to ``HighsSolver()`` (0.1 %
+    relative gap), whose tolerance also ends the run early. ``seed`` makes the local
+    search reproducible (unless a time limit cuts it short).
     """
     if not (isinstance(time_limit_s, int | float) and math.isfinite(time_limit_s)):
         raise ValidationFailed.on("time_limit_s", "must be a positive number of seconds")
