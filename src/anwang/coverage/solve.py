@@ -61,7 +61,9 @@ siting optimal. Then, with a solver that can also relax (:class:`RelaxingSolver`
    after the LP (by default all of it: the whole-model MIP moves the bound less than the
    regions do on the instances of ``bench/bench_siting.py``). With a second CPU, a helper
    thread starts on the regions as soon as the LP's duals are known, beside the local
-   search, and the calling thread joins it when the search ends;
+   search, and the calling thread joins it when the search ends; once no region is left
+   to take while the helper still solves one, the calling thread goes back to the local
+   search until the helper is done;
 5. the MIP on the model with the fixed sites, warm-started from the best siting when it
    keeps them, for the rest of the time (all of it without a decomposition, or whatever
    the regions leave when they all finish early).
@@ -885,6 +887,7 @@ class _Run:
         self.fixed_in = 0
         self.decomposition: DecompositionBound | None = None
         self.regions: RegionalBound | None = None
+        self.seed = 0
         self._regions_until = 0.0
         self._solve_region: Callable[..., RegionalSolve] | None = None
         self._helpers: list[threading.Thread] = []
@@ -924,6 +927,7 @@ class _Run:
     def search(self, until: float, *, patience: int, seed: int) -> None:
         """The iterated local search from the best siting, until ``until``, its patience,
         or a siting within tolerance of the bound known by then."""
+        self.seed = seed
         patience_s = None
         if self.lp_bound is not None:
             patience_s = max(self.MIN_PATIENCE_S, self.LP_PATIENCE * self.lp_seconds)
@@ -978,6 +982,30 @@ class _Run:
             self._helper_error = exc
             self.regions.cancelled.set()
 
+    SLICE_S = 1.0
+    """Length of a slice of local search while a helper solves the last region."""
+
+    def _search_while_helped(self) -> None:
+        """With no region left to take but a helper still solving one, go on with the
+        local search from the best siting, a slice at a time (a new seed each), until
+        the helpers are done or the regions' time is up."""
+        k = 0
+        while any(h.is_alive() for h in self._helpers):
+            now = time.perf_counter()
+            if now >= self._regions_until - 0.1 or self.closed():
+                return
+            k += 1
+            found = perturb_and_search(
+                self.red, self.best, deadline=min(now + self.SLICE_S, self._regions_until),
+                target=self.target(), seed=self.seed + k,
+            )  # fmt: skip
+            self.search_rounds += found.rounds
+            self.search_seconds += found.seconds
+            self.heuristic_seconds += found.seconds
+            if found.improved and self.red.value(found.cols) > self.value:
+                self.best = self.heuristic_best = found.cols
+                self.value = self.red.value(found.cols)
+
     def finish_regions(self, *, work: bool) -> None:
         """Solve the regions left in this thread too (``work``) or cancel them, wait for
         the helpers, and take the decomposition bound."""
@@ -986,6 +1014,7 @@ class _Run:
             return
         if work and self._solve_region is not None:
             regions.work(lambda: self.best, self._solve_region, self._regions_until)
+            self._search_while_helped()
         else:
             regions.cancelled.set()
         for helper in self._helpers:

@@ -392,3 +392,29 @@ def test_cancelling_the_regions_interrupts_a_solve_under_way() -> None:
     assert time.perf_counter() - t0 < 3  # uncancelled, HiGHS takes about 5 s here
     res = dec.result(greedy(red))
     assert res.unfinished == 1 and res.bound <= res.lp_bound
+
+
+class SlowHelperHighs(HighsSolver):
+    """HiGHS whose regional solves on the helper thread take two seconds more."""
+
+    def without_presolve(self) -> HighsSolver:
+        return self
+
+    def solve(self, model, *, start=None, time_limit_s=None, mip_rel_gap=None, stop=None):  # type: ignore[no-untyped-def, override]
+        if threading.current_thread().name == "siting-regions":
+            time.sleep(2.0)
+        return super().solve(
+            model, start=start, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, stop=stop
+        )
+
+
+def test_the_calling_thread_searches_while_the_helper_solves_a_region() -> None:
+    prob = clustered(0)
+    res = optimize(
+        prob, solver=SlowHelperHighs(mip_rel_gap=0.0), time_limit_s=20, search_share=0.02,
+        region_columns=15,
+    )  # fmt: skip
+    assert res.decomposition is not None and res.decomposition.solved >= 2
+    # the search's own share is 0.4 s; slices of a second follow while the helper sleeps
+    assert res.search_seconds > 1.0 + 0.4
+    assert res.objective <= res.bound
