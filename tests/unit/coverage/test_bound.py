@@ -13,6 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -347,23 +348,31 @@ def test_a_region_judged_against_a_better_siting_later_keeps_the_bound_valid() -
 
 def test_a_failure_in_a_helper_thread_reaches_the_caller() -> None:
     prob = clustered(0)
-    solver = FailingHelperHighs()
+    solver = HelperHighs(fail)
     with pytest.raises(RuntimeError, match="region's solver failed"):
         optimize(prob, solver=solver, time_limit_s=20, region_columns=15)
 
 
-class FailingHelperHighs(HighsSolver):
-    """HiGHS whose regional solves fail on the helper thread."""
+class HelperHighs(HighsSolver):
+    """HiGHS that runs ``on_helper()`` before each solve on the regions' helper thread."""
+
+    def __init__(self, on_helper: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.on_helper = on_helper
 
     def without_presolve(self) -> HighsSolver:
         return self
 
     def solve(self, model, *, start=None, time_limit_s=None, mip_rel_gap=None, stop=None):  # type: ignore[no-untyped-def, override]
         if threading.current_thread().name == "siting-regions":
-            raise RuntimeError("the region's solver failed")
+            self.on_helper()
         return super().solve(
             model, start=start, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, stop=stop
         )
+
+
+def fail() -> None:
+    raise RuntimeError("the region's solver failed")
 
 
 def test_cancelling_the_regions_interrupts_a_solve_under_way() -> None:
@@ -394,25 +403,11 @@ def test_cancelling_the_regions_interrupts_a_solve_under_way() -> None:
     assert res.unfinished == 1 and res.bound <= res.lp_bound
 
 
-class SlowHelperHighs(HighsSolver):
-    """HiGHS whose regional solves on the helper thread take two seconds more."""
-
-    def without_presolve(self) -> HighsSolver:
-        return self
-
-    def solve(self, model, *, start=None, time_limit_s=None, mip_rel_gap=None, stop=None):  # type: ignore[no-untyped-def, override]
-        if threading.current_thread().name == "siting-regions":
-            time.sleep(2.0)
-        return super().solve(
-            model, start=start, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, stop=stop
-        )
-
-
 def test_the_calling_thread_searches_while_the_helper_solves_a_region() -> None:
     prob = clustered(0)
     res = optimize(
-        prob, solver=SlowHelperHighs(mip_rel_gap=0.0), time_limit_s=20, search_share=0.02,
-        region_columns=15,
+        prob, solver=HelperHighs(lambda: time.sleep(2.0), mip_rel_gap=0.0), time_limit_s=20,
+        search_share=0.02, region_columns=15,
     )  # fmt: skip
     assert res.decomposition is not None and res.decomposition.solved >= 2
     # the search's own share is 0.4 s; slices of a second follow while the helper sleeps
