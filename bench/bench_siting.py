@@ -326,8 +326,9 @@ def summary(r: SitingResult) -> str:
         parts.append(
             f"decomposition {dec.bound:,.1f} in {dec.seconds:.1f} s: {dec.regions} regions,"
             f" {dec.exact_at_start} exact at the start, {dec.solved} solved,"
-            f" {dec.unfinished} unfinished, largest {dec.largest_columns} sites,"
-            f" {dec.fixed_out} pairs fixed"
+            f" {dec.unfinished} unfinished ({dec.unfinished_by_parts} by parts),"
+            f" {dec.parts_solved}/{dec.parts} parts solved, largest {dec.largest_columns}"
+            f" sites, {dec.fixed_out} pairs fixed"
         )
     return "; ".join(parts)
 
@@ -451,7 +452,9 @@ def facts(m: Measured, limit: float) -> list[str]:
             out.append(
                 f"- decomposition bound{label}: {dec.regions} regions, {dec.exact_at_start}"
                 f" already exact at the incumbent, {dec.solved} solved, {dec.unfinished}"
-                f" unfinished (largest {dec.largest_columns} sites; {dec.fixed_out}"
+                f" unfinished, {dec.unfinished_by_parts} of them bounded by their parts;"
+                f" {dec.parts_solved} of {dec.parts} parts (halves of large regions, and"
+                f" theirs) solved (largest {dec.largest_columns} sites; {dec.fixed_out}"
                 f" site–region pairs fixed by the regions' reduced costs) in {dec.seconds:.1f} s:"
                 f" {fmt(dec.lp_bound)} → {fmt(dec.bound)}"
             )

@@ -57,6 +57,13 @@ Lagrangian decomposition by region — :func:`decomposition_bound`
     region's model, whose slack is the region's part of the gap only; a regional siting
     breaking a fixing is worth no more than the incumbent's, which the region's value
     never falls below anyway.
+    A region is itself decomposed the same way: cut its rows into parts and split each
+    of its sites' prices ``u_jk`` among the parts by the dual weight the site collects in
+    each (the very rule above applied to the finer partition), and ``h_k`` is at most the
+    sum of the parts' values. :class:`RegionalBound` halves large regions so, and halves
+    the halves, and counts each region at the smaller of its own bound and its parts' sum:
+    the parts' bound is weaker than an exact region's, but a part of a few hundred sites
+    takes seconds where a dense core of a thousand may not finish in minutes.
     Regions split by no row at all are the connected components of the model, where the
     bound is the textbook per-component Lagrangian bound of the cardinality constraint
     (Fisher 1981, "The Lagrangian relaxation method for solving integer programming
@@ -84,6 +91,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.sparse.csgraph import connected_components, dijkstra
+from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
 from anwang.coverage.model import FloatArray, IntArray
 from anwang.coverage.reduce import Reduction
@@ -172,7 +180,11 @@ def partition(red: Reduction, *, target_columns: int = 250) -> IntArray:
     and every site joins its nearest centre (one multi-source search). A row joins the
     region of most of its sites (ties: the lowest region). Deterministic.
     """
-    a = red.cover
+    return _partition_cover(red.cover, target_columns)
+
+
+def _partition_cover(a: sp.csr_array, target_columns: int) -> IntArray:
+    """:func:`partition` of a rows × sites cover matrix."""
     n, m = a.shape
     if n == 0 or m == 0:
         return np.zeros(n, dtype=np.int64)
@@ -210,6 +222,56 @@ def partition(red: Reduction, *, target_columns: int = 250) -> IntArray:
         label[members] = next_label + pos
         next_label += len(centres)
     return _vote(np.repeat(np.arange(n), np.diff(a.indptr)), label[a.indices], n)
+
+
+def _bisect(a: sp.csr_array, limit: int) -> tuple[IntArray, IntArray] | None:
+    """Cut the rows of a region's cover ``a`` (rows × all sites) in two when the region
+    has more than ``limit`` sites: the row masks of the halves, or None.
+
+    Sites are joined by the rows they share (weighted by how many); a graph in pieces is
+    cut into its largest piece and the rest, a connected one at the median of its
+    Fiedler vector — spectral bisection (Fiedler 1973; Pothen, Simon & Liou 1990,
+    "Partitioning sparse matrices with eigenvectors of graphs", SIAM J. Matrix Anal.
+    Appl. 11:430–452), here the second eigenvector of the normalised adjacency
+    ``D^-½ W D^-½``, which ARPACK finds from a fixed start, so the cut is deterministic.
+    Halves of equal site counts share few rows, and so few sites: the parts' bounds lose
+    little to their border. A row goes with most of its sites.
+    """
+    sites = np.unique(a.indices)
+    if sites.size <= limit or a.shape[0] < 2:
+        return None
+    local = sp.csr_array(
+        (np.ones(a.nnz), np.searchsorted(sites, a.indices), a.indptr),
+        shape=(a.shape[0], sites.size),
+    )
+    graph = sp.csr_array(local.T @ local)
+    graph.setdiag(0)
+    graph.eliminate_zeros()
+    n_comp, comp = connected_components(graph, directed=False)
+    if n_comp > 1:
+        side = comp != np.argmax(np.bincount(comp))
+    elif sites.size < 3:  # too small for the eigensolver
+        side = np.arange(sites.size) >= sites.size // 2
+    else:
+        degree = np.asarray(graph.sum(axis=1)).ravel()
+        scale = sp.diags_array(1.0 / np.sqrt(np.maximum(degree, 1e-300)))
+        normalised = sp.csr_array(scale @ graph @ scale)
+        start = np.sqrt(degree) + np.linspace(0.0, 1e-3, sites.size)
+        try:
+            values, vectors = eigsh(normalised, k=2, which="LA", v0=start)
+        except ArpackNoConvergence:
+            return None
+        fiedler = vectors[:, int(np.argmin(values))] / np.sqrt(np.maximum(degree, 1e-300))
+        side = np.zeros(sites.size, dtype=np.bool_)
+        side[np.argsort(fiedler, kind="stable")[sites.size // 2 :]] = True
+    rows = _vote(
+        np.repeat(np.arange(a.shape[0]), np.diff(local.indptr)),
+        side[local.indices].astype(np.int64), a.shape[0],
+    )  # fmt: skip
+    first = rows == 0
+    if first.all() or not first.any():
+        return None
+    return np.flatnonzero(first), np.flatnonzero(~first)
 
 
 def _vote(rows: IntArray, labels: IntArray, n: int) -> IntArray:
@@ -267,6 +329,12 @@ class DecompositionBound:
     fixed_in: int
     """(Site, region) pairs fixed to 1."""
     seconds: float
+    parts: int = 0
+    """Parts the large regions were cut into (:class:`RegionalBound`)."""
+    parts_solved: int = 0
+    """Parts solved exactly."""
+    unfinished_by_parts: int = 0
+    """Unfinished regions whose parts gave a bound below their LP share."""
 
 
 class RegionalBound:
@@ -274,21 +342,32 @@ class RegionalBound:
     that several threads can share.
 
     The constructor prices every (site, region) pair from the LP duals and computes the
-    regions' LP shares — the LP dual bound, before any region is solved. :meth:`work`
-    then solves regions, smallest first, until none is left or its deadline; any number
-    of threads may call it at once (each takes the next region, so two large regions
-    are solved side by side; the solver must allow concurrent calls, as HiGHS with one
-    model per call does, and releases the interpreter while it runs). Each region is
-    judged against the incumbent :meth:`work` reads when it takes the region: a region
-    whose LP share that siting meets is exact and skipped, and the region's sites are
-    fixed by its reduced costs against that siting's value there, so a thread started
-    before the local search ends uses the siting of the moment, never a stale bound.
-    :meth:`result` adds up what is known at any time.
+    regions' LP shares — the LP dual bound, before any region is solved. A region of more
+    than ``split_above`` sites is also cut into parts (in halves, :func:`_bisect`, and the
+    halves again until every part is small enough), each part priced by the same rule:
+    a site's price in a region is the sum of its prices in the region's parts, so the
+    parts decompose the region as the regions decompose the model and the parts' values
+    add up to a bound on the region's. :meth:`work` then solves parts and regions,
+    smallest first, until none is left or its deadline; a region counts the smaller of
+    its own bound and its parts' sum. Parts take seconds where a large region of a dense
+    urban core may not finish in the minute, so a large region gets a bound well below
+    its LP share first and its own, tighter one only if there is time.
+
+    Any number of threads may call :meth:`work` at once (each takes the next region, so
+    two large regions are solved side by side; the solver must allow concurrent calls,
+    as HiGHS with one model per call does, and releases the interpreter while it runs).
+    Each region is judged against the incumbent :meth:`work` reads when it takes the
+    region: a region whose LP share that siting meets is exact and skipped (and so are
+    its parts), and the region's sites are fixed by its reduced costs against that
+    siting's value there, so a thread started before the local search ends uses the
+    siting of the moment, never a stale bound. :meth:`result` adds up what is known at
+    any time.
 
     ``duals`` are the multipliers of the coverage rows (one per row of ``red``),
     ``cardinality_dual`` that of ``Σ x = p`` (``≤ p`` on a reduced model: then it must be
     ≥ 0, and a negative value is taken as 0); both are projected, and the bound is valid
-    for any values. ``regions`` overrides :func:`partition`.
+    for any values. ``regions`` overrides :func:`partition`; ``split_above=None`` cuts
+    no region into parts.
     """
 
     def __init__(
@@ -299,6 +378,7 @@ class RegionalBound:
         *,
         target_columns: int = 250,
         regions: IntArray | None = None,
+        split_above: int | None = None,
     ) -> None:
         if red.backup_weight > 0:
             raise ValueError("the decomposition bound is for the plain MCLP (no backup weight)")
@@ -316,19 +396,43 @@ class RegionalBound:
         live = np.flatnonzero(~covered_before)
         label = partition(red, target_columns=target_columns) if regions is None else regions
         label = np.asarray(label, dtype=np.int64)
-        k_all = int(label.max()) + 1 if label.size else 0
 
-        # price of every (site, region) pair: λ split by the dual weight collected there
-        rows = np.repeat(np.arange(n), np.diff(a.indptr))
-        cols = a.indices.astype(np.int64)
-        keep = ~covered_before[rows]
-        rows, cols = rows[keep], cols[keep]
-        pair_key, pair_of = np.unique(cols * k_all + label[rows], return_inverse=True)
-        pair_site, pair_region = np.divmod(pair_key, k_all)
-        pair_mass = _sum_by(pair_of, weights=pi[rows], minlength=pair_key.size)
+        # the regions (nodes 0 … top−1) and their parts: the rows of every node
+        live_label = label[live]
+        order = np.argsort(live_label, kind="stable")
+        cuts = np.flatnonzero(np.diff(live_label[order])) + 1
+        node_rows: list[IntArray] = list(np.split(live[order], cuts)) if live.size else []
+        parent: list[int] = [-1] * len(node_rows)
+        top = len(node_rows)
+        if split_above is not None:
+            limit = max(1, int(split_above))
+            k = 0
+            while k < len(node_rows):  # parts are appended, and cut in turn
+                halves = _bisect(sp.csr_array(a[node_rows[k]]), limit)
+                if halves is not None:
+                    for half in halves:
+                        node_rows.append(node_rows[k][half])
+                        parent.append(k)
+                k += 1
+        n_nodes = len(node_rows)
+
+        # price of every (site, node) pair: λ split by the dual weight collected there
+        rows_cov = np.repeat(np.arange(n), np.diff(a.indptr))
+        keep = ~covered_before[rows_cov]
+        total_mass = _sum_by(a.indices[keep], weights=pi[rows_cov[keep]], minlength=m)
+        total_count = _sum_by(a.indices[keep], np.ones(int(keep.sum())), minlength=m)
+        member_rows = np.concatenate(node_rows) if node_rows else np.zeros(0, np.int64)
+        member_node = np.repeat(np.arange(n_nodes), [r.size for r in node_rows])
+        gathered = sp.csr_array(a[member_rows]) if member_rows.size else sp.csr_array((0, m))
+        per_member = np.diff(gathered.indptr)
+        nnz_row = np.repeat(member_rows, per_member)
+        nnz_node = np.repeat(member_node, per_member)
+        pair_key, pair_of = np.unique(
+            nnz_node * m + gathered.indices.astype(np.int64), return_inverse=True
+        )
+        pair_node, pair_site = np.divmod(pair_key, m)
+        pair_mass = _sum_by(pair_of, weights=pi[nnz_row], minlength=pair_key.size)
         pair_count = _sum_by(pair_of, np.ones(pair_of.size), minlength=pair_key.size)
-        total_mass = _sum_by(pair_site, weights=pair_mass, minlength=m)
-        total_count = _sum_by(pair_site, weights=pair_count, minlength=m)
         share = np.where(
             total_mass[pair_site] > 1e-12,
             pair_mass / np.maximum(total_mass[pair_site], 1e-300),
@@ -336,41 +440,45 @@ class RegionalBound:
         )
         price = lam * share
         in_any = total_count > 0
-        u_total = _sum_by(pair_site, weights=price, minlength=m)
+        u_total = np.where(in_any, lam, 0.0)  # the prices of a site's regions add up to λ
 
         # the master: the p largest U_j (fixed ones always), λp when every site is priced
         u_free = np.where(in_any & ~fixed, u_total, 0.0)
         u_free[fixed] = -np.inf
         k_free = max(red.p - int(fixed.sum()), 0)
-        top = np.sort(u_free[np.isfinite(u_free)])[::-1][:k_free]
+        best_u = np.sort(u_free[np.isfinite(u_free)])[::-1][:k_free]
         if not red.exact_p:
-            top = top[top > 0]
-        master = float(u_total[fixed].sum()) + float(top.sum())
+            best_u = best_u[best_u > 0]
+        master = float(u_total[fixed].sum()) + float(best_u.sum())
 
-        # each region's share of the LP dual
+        # each node's share of the LP dual
         gain = pair_mass - price
         site_term = np.where(fixed[pair_site], gain, np.maximum(gain, 0.0))
-        lp_share = _sum_by(pair_region, weights=site_term, minlength=k_all)
-        lp_share += _sum_by(label[live], weights=np.maximum(w[live] - pi[live], 0.0),
-                                minlength=k_all)  # fmt: skip
+        lp_share = _sum_by(pair_node, weights=site_term, minlength=n_nodes)
+        lp_share += _sum_by(member_node, weights=np.maximum(w[member_rows] - pi[member_rows],
+                                                            0.0), minlength=n_nodes)  # fmt: skip
 
-        self._red, self._fixed, self._label = red, fixed, label
-        self._pair_site, self._pair_region = pair_site, pair_region
-        self._pair_mass, self._price = pair_mass, price
+        self._red, self._fixed = red, fixed
+        self._rows = node_rows
+        self._parent = np.asarray(parent, dtype=np.int64)
+        self._children: list[list[int]] = [[] for _ in range(n_nodes)]
+        for child, up in enumerate(parent):
+            if up >= 0:
+                self._children[up].append(child)
+        self._pair_site, self._price, self._pair_mass = pair_site, price, pair_mass
+        self._pairs = np.searchsorted(pair_node, np.arange(n_nodes + 1))
+        self._top = top
         self._constant, self._master = constant, master
         self.lp_share = lp_share
-        self.lp_bound = constant + master + float(lp_share.sum())
+        self.lp_bound = constant + master + float(lp_share[:top].sum())
         self._tol = 1e-9 * max(1.0, abs(self.lp_bound))
-        by_region = live[np.argsort(label[live], kind="stable")]
-        self._by_region = by_region
-        self._bounds = np.searchsorted(label[by_region], np.arange(k_all + 1))
-        # smallest regions first: they finish, where one large region could take all
-        # the time (ties: the larger LP share first)
-        size = _sum_by(pair_region, np.ones(pair_region.size), minlength=k_all)
+        # smallest first: parts before their region, and small regions finish where one
+        # large region could take all the time (ties: the larger LP share first)
+        size = np.diff(self._pairs)
+        self._size = size
         self._order = np.lexsort((-lp_share, size)).tolist()
-        self._regions = int(np.unique(label[live]).size) if live.size else 0
         self._value = lp_share.copy()
-        self._state = np.zeros(k_all, dtype=np.int8)  # 0 waiting, 1 exact at start, 2 solved
+        self._state = np.zeros(n_nodes, dtype=np.int8)  # 0 open, 1 exact at start, 2 solved
         self._lock = threading.Lock()
         self.cancelled = threading.Event()
         """Set: no region is taken any more (a solve under way ends when its solver
@@ -378,6 +486,11 @@ class RegionalBound:
         self._largest = self._fixed_out = self._fixed_in = 0
         self._started = t0
         self._seconds = 0.0
+
+    @property
+    def parts(self) -> int:
+        """Parts of regions (nodes below the regions)."""
+        return len(self._rows) - self._top
 
     def _take(self, deadline: float) -> int | None:
         with self._lock:
@@ -388,12 +501,44 @@ class RegionalBound:
             return int(self._order.pop(0))
 
     def _at_incumbent(self, k: int, chosen: NDArray[np.bool_]) -> float:
-        """The incumbent's value in region ``k``: ``f_k(x) − Σ_j u_jk x_j``."""
-        g_k = self._by_region[self._bounds[k] : self._bounds[k + 1]]
+        """The incumbent's value in node ``k``: ``f_k(x) − Σ_j u_jk x_j``."""
+        g_k = self._rows[k]
         reached = np.asarray(self._red.cover[g_k] @ chosen.astype(np.float64)) >= 1
-        sel = self._pair_region == k
-        paid = float(self._price[sel][chosen[self._pair_site[sel]]].sum())
+        lo, hi = self._pairs[k], self._pairs[k + 1]
+        paid = float(self._price[lo:hi][chosen[self._pair_site[lo:hi]]].sum())
         return float(self._red.weights[g_k][reached].sum()) - paid
+
+    def _effective(self, k: int, value: FloatArray) -> float:
+        """Node ``k``'s bound: its own, or its parts' sum if smaller."""
+        kids = self._children[k]
+        if not kids:
+            return float(value[k])
+        return min(float(value[k]), sum(self._effective(c, value) for c in kids))
+
+    def _settled(self, k: int, chosen: NDArray[np.bool_]) -> bool:
+        """Whether node ``k`` needs no solve: it or a region it is part of is exact at
+        the incumbent, or is already solved (marks what it finds)."""
+        up = k
+        while up >= 0:
+            if self._state[up] != 0:
+                return True
+            if self.lp_share[up] - self._at_incumbent(up, chosen) <= self._tol:
+                with self._lock:
+                    self._state[up] = 1
+                return True
+            up = int(self._parent[up])
+        kids = self._children[k]
+        if kids:
+            with self._lock:
+                value = self._value.copy()
+            at_inc = self._at_incumbent(k, chosen)
+            parts = sum(self._effective(c, value) for c in kids)
+            if parts - at_inc <= self._tol:  # the parts meet the incumbent: exact
+                with self._lock:
+                    self._value[k] = min(self._value[k], max(parts, at_inc))
+                    self._state[k] = 2
+                return True
+        return False
 
     def work(
         self, incumbent: Callable[[], IntArray], solve_region: RegionalSolver, deadline: float
@@ -404,18 +549,16 @@ class RegionalBound:
         while (k := self._take(deadline)) is not None:
             chosen = np.zeros(a.shape[1], dtype=np.bool_)
             chosen[np.asarray(incumbent(), dtype=np.int64)] = True
-            at_inc = self._at_incumbent(k, chosen)
-            if self.lp_share[k] - at_inc <= self._tol:
-                with self._lock:
-                    self._state[k] = 1
+            if self._settled(k, chosen):
                 continue
-            g_k = self._by_region[self._bounds[k] : self._bounds[k + 1]]
-            sel = self._pair_region == k
-            c_k = self._pair_site[sel]  # sorted: pair keys are ordered by site first
-            prices = self._price[sel]
+            at_inc = self._at_incumbent(k, chosen)
+            g_k = self._rows[k]
+            lo, hi = self._pairs[k], self._pairs[k + 1]
+            c_k = self._pair_site[lo:hi]  # sorted: pair keys are ordered by site
+            prices = self._price[lo:hi]
             # reduced-cost fixing inside the region, against the incumbent's value there
             out, into = fix_by_reduced_cost(
-                float(self.lp_share[k]), self._pair_mass[sel] - prices,
+                float(self.lp_share[k]), self._pair_mass[lo:hi] - prices,
                 fixed[c_k].astype(np.float64), np.ones(c_k.size), at_inc,
             )  # fmt: skip
             stay = ~out
@@ -446,36 +589,44 @@ class RegionalBound:
                 if res.exact:
                     self._state[k] = 2
             log.debug(
-                "region %d (%d rows, %d sites): %.1f s, LP share %.1f, incumbent %.1f, bound "
-                "%.1f%s", k, sub.shape[0], sub.shape[1], time.perf_counter() - t_k,
-                self.lp_share[k], at_inc, res.bound, "" if res.exact else " (unfinished)",
+                "%s %d (%d rows, %d sites): %.1f s, LP share %.1f, incumbent %.1f, bound "
+                "%.1f%s", "region" if k < self._top else "part", k, sub.shape[0], sub.shape[1],
+                time.perf_counter() - t_k, self.lp_share[k], at_inc, res.bound,
+                "" if res.exact else " (unfinished)",
             )  # fmt: skip
         with self._lock:
             self._seconds = max(self._seconds, time.perf_counter() - self._started)
 
     def result(self, incumbent: IntArray) -> DecompositionBound:
         """The bound from what is solved so far; regions not solved count as exact at
-        the start when ``incumbent`` meets their LP share, unfinished otherwise."""
+        the start when ``incumbent`` meets their LP share, by their parts where those
+        give less than their LP share, unfinished otherwise."""
         chosen = np.zeros(self._red.cover.shape[1], dtype=np.bool_)
         chosen[np.asarray(incumbent, dtype=np.int64)] = True
         with self._lock:
             state, value = self._state.copy(), self._value.copy()
             seconds = self._seconds
-        exact = solved = unfinished = 0
-        for k in np.flatnonzero(np.diff(self._bounds) > 0):
+        exact = solved = unfinished = by_parts = 0
+        total = 0.0
+        for k in range(self._top):
+            effective = self._effective(k, value)
+            total += effective
             if state[k] == 2:
                 solved += 1
-            elif state[k] == 1 or self.lp_share[k] - self._at_incumbent(int(k), chosen) <= (
+            elif state[k] == 1 or self.lp_share[k] - self._at_incumbent(k, chosen) <= (
                 self._tol
             ):
                 exact += 1
             else:
                 unfinished += 1
-        bound = self._constant + self._master + float(value.sum())
+                if effective < value[k] - self._tol:
+                    by_parts += 1
+        parts_solved = int(np.count_nonzero(state[self._top :] == 2))
+        bound = self._constant + self._master + total
         return DecompositionBound(
             bound=min(bound, self.lp_bound),
             lp_bound=self.lp_bound,
-            regions=self._regions,
+            regions=self._top,
             exact_at_start=exact,
             solved=solved,
             unfinished=unfinished,
@@ -483,6 +634,9 @@ class RegionalBound:
             fixed_out=self._fixed_out,
             fixed_in=self._fixed_in,
             seconds=seconds,
+            parts=self.parts,
+            parts_solved=parts_solved,
+            unfinished_by_parts=by_parts,
         )
 
 
@@ -497,13 +651,15 @@ def decomposition_bound(
     target_columns: int = 250,
     regions: IntArray | None = None,
     workers: int = 1,
+    split_above: int | None = None,
 ) -> DecompositionBound:
     """The Lagrangian decomposition bound of the plain MCLP (module docstring), its
     regions solved by ``workers`` threads (:class:`RegionalBound`) until ``deadline``
     (a :func:`time.perf_counter` instant). ``incumbent`` (columns of ``red``) decides
     which regions are already exact and starts the others."""
     dec = RegionalBound(
-        red, duals, cardinality_dual, target_columns=target_columns, regions=regions
+        red, duals, cardinality_dual, target_columns=target_columns, regions=regions,
+        split_above=split_above,
     )
     inc = np.asarray(incumbent, dtype=np.int64)
     helpers = [

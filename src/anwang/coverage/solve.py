@@ -52,12 +52,16 @@ siting optimal. Then, with a solver that can also relax (:class:`RelaxingSolver`
    is tight (a small model, or one greedy + interchange already solves) the run ends at
    once instead of after the search's patience;
 2. the iterated local search, for its share of the time limit (not shortened by the
-   LP's seconds), until it finds a siting within the gap tolerance of the bound;
+   LP's seconds), until it finds a siting within the gap tolerance of the bound; its
+   patience ends it early only when no helper thread is solving regions (below) — with
+   one, it goes on in one-second slices from the best siting, a new seed each;
 3. fixing of sites by reduced cost against the best siting
    (:func:`~anwang.coverage.bound.fix_by_reduced_cost`), from the LP's reduced costs;
 4. for the plain MCLP, the Lagrangian decomposition bound by region
    (:class:`~anwang.coverage.bound.RegionalBound`), its regions solved by the same
-   solver (HiGHS without presolve), for at most ``decomposition_share`` of the time left
+   solver (HiGHS without presolve) — a region of more than ``split_columns`` sites
+   first through its halves and quarters, which take seconds where the whole region of a
+   dense core may not finish in the minute — for at most ``decomposition_share`` of the time left
    after the LP (by default all of it: the whole-model MIP moves the bound less than the
    regions do on the instances of ``bench/bench_siting.py``). With a second CPU, a helper
    thread starts on the regions as soon as the LP's duals are known, beside the local
@@ -676,6 +680,7 @@ def optimize(
     search_share: float = 0.35,
     decomposition_share: float = 1.0,
     region_columns: int = 60,
+    split_columns: int | None = 150,
     seed: int = 0,
 ) -> SitingResult:
     """Site ``problem.p`` posts to maximise coverage, within ``time_limit_s`` seconds of
@@ -688,8 +693,10 @@ def optimize(
     of the bound, and gives up after ``max(20, min(2000, 2 × columns))`` rounds without a
     better siting or, the LP bound known, after ten times the LP's seconds, at least half
     a second, without one); then reduced-cost fixing and — for the plain MCLP — the
-    decomposition bound over regions of about ``region_columns`` sites, for at most
-    ``decomposition_share`` of the time left after the LP (begun by a helper thread
+    decomposition bound over regions of about ``region_columns`` sites — a region of
+    more than ``split_columns`` sites first bounded by its halves, and theirs, which
+    finish where a large region of a dense core may not (``None``: no halves) — for at
+    most ``decomposition_share`` of the time left after the LP (begun by a helper thread
     beside the search when there is a second CPU); then the MIP, warm-started, for the
     rest. The defaults give about a third of the limit to the local search, which on the
     benchmark's density instance reaches the siting that half the limit did, and let the
@@ -711,6 +718,12 @@ def optimize(
         region_columns < 1
     ):
         raise ValidationFailed.on("region_columns", "must be a positive whole number of sites")
+    if split_columns is not None and (
+        isinstance(split_columns, bool) or not isinstance(split_columns, int) or split_columns < 1
+    ):
+        raise ValidationFailed.on(
+            "split_columns", "must be a positive whole number of sites, or None"
+        )
     t0 = time.perf_counter()
     deadline = t0 + time_limit_s
     red = reduce_problem(problem) if reduce else identity(problem)
@@ -718,6 +731,7 @@ def optimize(
     solver = solver if solver is not None else HighsSolver()
     run = _Run(red, heur.cols, heur.bound, getattr(solver, "mip_rel_gap", 1e-3))
     run.heuristic_seconds = heur.seconds
+    run.split_columns = split_columns
     free = red.n_cols - red.fixed_cols.size
     if red.n_rows == 0 or free <= red.p - red.fixed_cols.size or run.closed(strict=True):
         run.bound = run.value  # nothing to decide, or the bound meets the siting
@@ -888,6 +902,8 @@ class _Run:
         self.decomposition: DecompositionBound | None = None
         self.regions: RegionalBound | None = None
         self.seed = 0
+        self.split_columns: int | None = None
+        self._slices = 0
         self._regions_until = 0.0
         self._solve_region: Callable[..., RegionalSolve] | None = None
         self._helpers: list[threading.Thread] = []
@@ -943,6 +959,11 @@ class _Run:
             self.value = self.red.value(found.cols)
             # the submodular bound at the new siting may be the tighter one
             self.bound = min(self.bound, upper_bound(self.red, found.cols))
+        if found.end is SearchEnd.PATIENCE:
+            # its patience is for handing the time to the solver; while a helper solves
+            # regions the search has this thread to itself and goes on from the best
+            # siting with new seeds, which keep finding better ones on large models
+            self._search_while_helped(until)
 
     HELPERS = 1 if (os.cpu_count() or 1) > 1 else 0
     """Threads that solve the decomposition's regions beside the calling thread: from
@@ -964,7 +985,8 @@ class _Run:
             return
         r = lp.duals
         self.regions = RegionalBound(
-            red, r[: red.n_rows], float(r[red.n_rows]), target_columns=region_columns
+            red, r[: red.n_rows], float(r[red.n_rows]), target_columns=region_columns,
+            split_above=self.split_columns,
         )
         now = time.perf_counter()
         self._regions_until = now + share * max(deadline - now, 0.0)
@@ -985,19 +1007,19 @@ class _Run:
     SLICE_S = 1.0
     """Length of a slice of local search while a helper solves the last region."""
 
-    def _search_while_helped(self) -> None:
-        """With no region left to take but a helper still solving one, go on with the
-        local search from the best siting, a slice at a time (a new seed each), until
-        the helpers are done or the regions' time is up."""
-        k = 0
+    def _search_while_helped(self, until: float | None = None) -> None:
+        """While a helper is solving regions, go on with the local search from the best
+        siting, a slice at a time (a new seed each), until the helpers are done, the
+        regions' time is up, or ``until``."""
+        until = self._regions_until if until is None else min(until, self._regions_until)
         while any(h.is_alive() for h in self._helpers):
             now = time.perf_counter()
-            if now >= self._regions_until - 0.1 or self.closed():
+            if now >= until - 0.1 or self.closed():
                 return
-            k += 1
+            self._slices += 1
             found = perturb_and_search(
-                self.red, self.best, deadline=min(now + self.SLICE_S, self._regions_until),
-                target=self.target(), seed=self.seed + k,
+                self.red, self.best, deadline=min(now + self.SLICE_S, until),
+                target=self.target(), seed=self.seed + self._slices,
             )  # fmt: skip
             self.search_rounds += found.rounds
             self.search_seconds += found.seconds

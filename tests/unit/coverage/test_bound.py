@@ -26,6 +26,7 @@ from anwang.coverage import CoverageProblem, HighsSolver, identity, optimize, re
 from anwang.coverage.bound import (
     RegionalBound,
     RegionalSolve,
+    _bisect,
     decomposition_bound,
     dual_bound,
     fix_by_reduced_cost,
@@ -181,9 +182,17 @@ def highs_region(
 
 
 @settings(max_examples=150, deadline=None)
-@given(problems(), st.booleans(), st.integers(0, 99), st.sampled_from(["lp", "random"]))
+@given(
+    problems(), st.booleans(), st.integers(0, 99), st.sampled_from(["lp", "random"]),
+    st.sampled_from([None, 1, 2, 4]),
+)  # fmt: skip
 def test_decomposition_bound_holds_for_any_partition_and_prices(
-    optimum: Optimum, problem: CoverageProblem, use_reduction: bool, seed: int, duals: str
+    optimum: Optimum,
+    problem: CoverageProblem,
+    use_reduction: bool,
+    seed: int,
+    duals: str,
+    split_above: int | None,
 ) -> None:
     red = reduce(problem) if use_reduction else identity(problem)
     rng = np.random.default_rng(seed)
@@ -193,8 +202,9 @@ def test_decomposition_bound_holds_for_any_partition_and_prices(
     incumbent = greedy(red)
     for solver in (brute_region, highs_region):
         dec = decomposition_bound(
-            red, r[:-1], float(r[-1]), incumbent, solver, deadline=float("inf"), regions=labels
-        )
+            red, r[:-1], float(r[-1]), incumbent, solver, deadline=float("inf"), regions=labels,
+            split_above=split_above,
+        )  # fmt: skip
         assert dec.bound >= optimum(problem) - 1e-6
         assert dec.bound <= dec.lp_bound
         assert dec.unfinished == 0
@@ -412,4 +422,113 @@ def test_the_calling_thread_searches_while_the_helper_solves_a_region() -> None:
     assert res.decomposition is not None and res.decomposition.solved >= 2
     # the search's own share is 0.4 s; slices of a second follow while the helper sleeps
     assert res.search_seconds > 1.0 + 0.4
+    assert res.objective <= res.bound
+
+
+def chain(n: int) -> sp.csr_array:
+    """A path: site j reaches rows j and j + 1."""
+    cover = np.zeros((n + 1, n), dtype=bool)
+    cover[np.arange(n), np.arange(n)] = True
+    cover[np.arange(n) + 1, np.arange(n)] = True
+    return sp.csr_array(cover)
+
+
+def test_bisection_halves_a_region_into_balanced_compact_parts() -> None:
+    halves = _bisect(chain(60), 10)
+    assert halves is not None
+    first, second = halves
+    # every row in exactly one half, each half a run of consecutive rows, balanced
+    assert np.array_equal(np.sort(np.concatenate(halves)), np.arange(61))
+    for half in halves:
+        assert np.all(np.diff(half) == 1)
+    assert abs(first.size - second.size) <= 2
+    # deterministic, and a region within the limit is not cut
+    again = _bisect(chain(60), 10)
+    assert again is not None and np.array_equal(again[0], first)
+    assert _bisect(chain(60), 60) is None
+    # a region in pieces is cut between its pieces
+    blocks = sp.csr_array(sp.block_diag([chain(5).toarray(), chain(8).toarray()]))
+    parts = _bisect(blocks, 4)
+    assert parts is not None
+    assert sorted(map(set, (p.tolist() for p in parts)), key=len) == [
+        set(range(6)), set(range(6, 15)),
+    ]
+
+
+def test_parts_bound_a_region_the_solver_cannot_finish() -> None:
+    # one region of 150 sites that the solver "cannot finish" (it gives up on anything
+    # larger than 50 sites): without parts the region stays at its LP share; with parts
+    # of at most 40 sites, solved exactly, the bound drops and still holds
+    rng = np.random.default_rng(1)
+    pts, sites = rng.random((1500, 2)) * 10, rng.random((150, 2)) * 10
+    pairs = cKDTree(sites).query_ball_point(pts, 1.6)
+    rows = np.repeat(np.arange(pts.shape[0]), [len(p) for p in pairs])
+    cover = sp.csr_array(
+        (np.ones(rows.size, dtype=bool), (rows, np.concatenate(pairs).astype(np.int64))),
+        shape=(pts.shape[0], sites.shape[0]),
+    )
+    prob = CoverageProblem(cover, rng.integers(1, 9, pts.shape[0]), 10)
+    red = reduce(prob)
+    r = lp_duals(red)
+    calls: list[int] = []
+
+    def small_only(cover, weights, prices, fixed, start, limit):  # type: ignore[no-untyped-def]
+        calls.append(cover.shape[1])
+        if cover.shape[1] > 50:
+            return RegionalSolve(math.inf, False)
+        return highs_region(cover, weights, prices, fixed, start, limit)
+
+    one = np.zeros(red.n_rows, dtype=np.int64)
+    inc = interchange(red, greedy(red))[0]
+    whole = decomposition_bound(
+        red, r[:-1], float(r[-1]), inc, small_only, deadline=math.inf, regions=one
+    )
+    assert whole.unfinished == 1 and whole.bound == pytest.approx(whole.lp_bound)
+    calls.clear()
+    split = decomposition_bound(
+        red, r[:-1], float(r[-1]), inc, small_only, deadline=math.inf, regions=one,
+        split_above=40,
+    )  # fmt: skip
+    assert split.parts >= 4 and split.parts_solved >= 2
+    assert split.unfinished == 1 and split.unfinished_by_parts == 1
+    # the parts came first and the whole region last
+    assert calls[-1] == max(calls) > 50 and min(calls) <= 40
+    exact = HIGHS.solve(mclp_model(identity(prob)), time_limit_s=60)
+    assert exact.status == "optimal" and exact.objective is not None
+    assert exact.objective - 1e-6 <= split.bound < whole.bound - 1.0
+
+
+def test_a_region_exact_at_the_incumbent_is_not_solved_through_its_parts() -> None:
+    # disjoint stars: the LP is integral and greedy optimal, so every region meets its
+    # LP share at the incumbent and nothing is solved, parts included
+    star = np.ones((6, 3), dtype=bool)
+    cover = sp.csr_array(sp.block_diag([star] * 4).astype(bool))
+    prob = CoverageProblem(cover, np.arange(24, dtype=np.float64) + 1, 2)
+    red = identity(prob)
+    r = lp_duals(red)
+    calls: list[int] = []
+
+    def counting(cover, weights, prices, fixed, start, limit):  # type: ignore[no-untyped-def]
+        calls.append(cover.shape[1])
+        return highs_region(cover, weights, prices, fixed, start, limit)
+
+    dec = decomposition_bound(
+        red, r[:-1], float(r[-1]), greedy(red), counting, deadline=math.inf,
+        regions=np.zeros(red.n_rows, dtype=np.int64), split_above=3,
+    )  # fmt: skip
+    assert dec.parts >= 2 and calls == []
+    assert dec.exact_at_start == 1
+    assert dec.bound == pytest.approx(red.value(greedy(red)))
+
+
+def test_the_search_outlasts_its_patience_while_a_helper_solves_regions() -> None:
+    # on this small model the search's patience is half a second; with a helper busy on
+    # the regions (3 s a region) it goes on for its whole share (6 s of 20) in slices
+    prob = clustered(0)
+    res = optimize(
+        prob, solver=HelperHighs(lambda: time.sleep(3.0), mip_rel_gap=0.0), time_limit_s=20,
+        search_share=0.3, region_columns=15,
+    )  # fmt: skip
+    assert res.search_end == "patience"
+    assert res.search_seconds > 4.0
     assert res.objective <= res.bound
