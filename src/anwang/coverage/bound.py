@@ -335,6 +335,9 @@ class DecompositionBound:
     """Parts solved exactly."""
     unfinished_by_parts: int = 0
     """Unfinished regions whose parts gave a bound below their LP share."""
+    left_to_parts: int = 0
+    """Regions and parts not solved whole because their parts did not finish, or took
+    longer than the time left."""
 
 
 class RegionalBound:
@@ -479,6 +482,8 @@ class RegionalBound:
         self._order = np.lexsort((-lp_share, size)).tolist()
         self._value = lp_share.copy()
         self._state = np.zeros(n_nodes, dtype=np.int8)  # 0 open, 1 exact at start, 2 solved
+        self._took = np.zeros(n_nodes)  # seconds of each node's solve
+        self._skipped = 0
         self._lock = threading.Lock()
         self.cancelled = threading.Event()
         """Set: no region is taken any more (a solve under way ends when its solver
@@ -540,6 +545,26 @@ class RegionalBound:
                 return True
         return False
 
+    def _hopeless(self, k: int, deadline: float) -> bool:
+        """Whether node ``k`` is left to its parts: a solve of one of them ended
+        unfinished, or they all finished but took longer together than the time left —
+        a region is harder than its halves together, so it would not finish, and the
+        thread is better used elsewhere (the local search, in
+        :mod:`anwang.coverage.solve`). A part still being solved by another thread does
+        not count: the region is solved."""
+        kids = self._children[k]
+        if not kids:
+            return False
+        with self._lock:
+            failed = any(self._took[c] > 0 and self._state[c] == 0 for c in kids)
+            done = all(self._state[c] != 0 for c in kids)
+            took = float(self._took[kids].sum())
+            if not failed and not (done and took > deadline - time.perf_counter()):
+                return False
+            self._skipped += 1
+        log.debug("region %d left to its parts (%.1f s for them)", k, took)
+        return True
+
     def work(
         self, incumbent: Callable[[], IntArray], solve_region: RegionalSolver, deadline: float
     ) -> None:
@@ -550,6 +575,8 @@ class RegionalBound:
             chosen = np.zeros(a.shape[1], dtype=np.bool_)
             chosen[np.asarray(incumbent(), dtype=np.int64)] = True
             if self._settled(k, chosen):
+                continue
+            if self._hopeless(k, deadline):
                 continue
             at_inc = self._at_incumbent(k, chosen)
             g_k = self._rows[k]
@@ -588,6 +615,7 @@ class RegionalBound:
                     self._value[k] = max(res.bound, at_inc)
                 if res.exact:
                     self._state[k] = 2
+                self._took[k] = time.perf_counter() - t_k
             log.debug(
                 "%s %d (%d rows, %d sites): %.1f s, LP share %.1f, incumbent %.1f, bound "
                 "%.1f%s", "region" if k < self._top else "part", k, sub.shape[0], sub.shape[1],
@@ -637,6 +665,7 @@ class RegionalBound:
             parts=self.parts,
             parts_solved=parts_solved,
             unfinished_by_parts=by_parts,
+            left_to_parts=self._skipped,
         )
 
 

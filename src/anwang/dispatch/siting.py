@@ -544,7 +544,22 @@ def parse_candidates_csv(text: str) -> tuple[list[tuple[float, float]], list[dic
     return out, errors
 
 
-def optimize(
+@dataclass(frozen=True)
+class SitingInput:
+    """A siting problem as :func:`optimize` builds it from the database and the network."""
+
+    problem: coverage.CoverageProblem
+    minutes: float
+    demand: Demand
+    existing: PlacedPosts
+    candidates: list[Candidate]
+    """The problem's columns: today's posts first, then imported and generated sites."""
+    fixed: list[int]
+    """Columns kept (``keep``)."""
+    cover: sp.csr_array
+
+
+def siting_input(
     session: Session,
     loaded: LoadedGraph,
     *,
@@ -556,22 +571,10 @@ def optimize(
     max_candidates: int = 2000,
     imported: Sequence[tuple[float, float]] = (),
     backup_weight: float = 0.0,
-    time_limit_s: float = 60.0,
-    actor: str,
-    actor_role: str | None = None,
-    save: bool = True,
-    solver: coverage.Solver | None = None,
-) -> dict[str, Any]:
-    """Re-site ``p`` quick-response posts to reach the most demand within ``minutes``.
-
-    ``keep`` lists post codes that must stay. Today's posts are always candidates;
-    ``generate`` adds road-network candidates, ``imported`` (lat, lon) sites more. The
-    answer (also stored as a :class:`SitingPlan` when ``save``) has the solver's
-    ``objective``, ``bound`` and ``gap`` (a fraction), ``covered_share_before`` (today's
-    posts) and ``covered_share_after``, per-district shares, the chosen ``sites``, the
-    ``moves`` and the areas newly covered and no longer covered (H3 cells).
-    """
-    t0 = time.perf_counter()
+) -> SitingInput:
+    """The maximal-covering problem of :func:`optimize` (same arguments), checked: demand
+    rows from the layer, candidate columns (today's posts, imported sites, generated
+    ones) and who reaches whom within ``minutes`` on free-flow times."""
     (mins,) = parse_minutes([minutes])
     if isinstance(p, bool) or not isinstance(p, int):
         raise ValidationFailed.on("p", "must be a whole number of posts")
@@ -622,6 +625,43 @@ def optimize(
             cover, dem.row_weights, p, np.asarray(fixed, dtype=np.int64), backup_weight)
     except ValidationFailed as exc:
         raise _rename(exc, {"fixed": "keep", "cover": "candidates"}) from None
+    return SitingInput(problem, mins, dem, existing, cands, fixed, cover)
+
+
+def optimize(
+    session: Session,
+    loaded: LoadedGraph,
+    *,
+    p: int,
+    minutes: float = 3.0,
+    keep: Sequence[str] = (),
+    layer: str | None = None,
+    generate: bool = True,
+    max_candidates: int = 2000,
+    imported: Sequence[tuple[float, float]] = (),
+    backup_weight: float = 0.0,
+    time_limit_s: float = 60.0,
+    actor: str,
+    actor_role: str | None = None,
+    save: bool = True,
+    solver: coverage.Solver | None = None,
+) -> dict[str, Any]:
+    """Re-site ``p`` quick-response posts to reach the most demand within ``minutes``.
+
+    ``keep`` lists post codes that must stay. Today's posts are always candidates;
+    ``generate`` adds road-network candidates, ``imported`` (lat, lon) sites more. The
+    answer (also stored as a :class:`SitingPlan` when ``save``) has the solver's
+    ``objective``, ``bound`` and ``gap`` (a fraction), ``covered_share_before`` (today's
+    posts) and ``covered_share_after``, per-district shares, the chosen ``sites``, the
+    ``moves`` and the areas newly covered and no longer covered (H3 cells).
+    """
+    t0 = time.perf_counter()
+    given = siting_input(
+        session, loaded, p=p, minutes=minutes, keep=keep, layer=layer, generate=generate,
+        max_candidates=max_candidates, imported=imported, backup_weight=backup_weight,
+    )  # fmt: skip
+    problem, mins, dem, existing = given.problem, given.minutes, given.demand, given.existing
+    cands, fixed, cover = given.candidates, given.fixed, given.cover
     prep_s = time.perf_counter() - t0
     res = coverage.optimize(problem, solver=solver, time_limit_s=time_limit_s)
     before = np.arange(len(existing.posts), dtype=np.int64)

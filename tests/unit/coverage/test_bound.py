@@ -24,6 +24,7 @@ from scipy.spatial import cKDTree
 
 from anwang.coverage import CoverageProblem, HighsSolver, identity, optimize, reduce
 from anwang.coverage.bound import (
+    DecompositionBound,
     RegionalBound,
     RegionalSolve,
     _bisect,
@@ -491,8 +492,10 @@ def test_parts_bound_a_region_the_solver_cannot_finish() -> None:
     )  # fmt: skip
     assert split.parts >= 4 and split.parts_solved >= 2
     assert split.unfinished == 1 and split.unfinished_by_parts == 1
-    # the parts came first and the whole region last
-    assert calls[-1] == max(calls) > 50 and min(calls) <= 40
+    # the parts came first, smallest first; the halves (over 50 sites) ended unfinished,
+    # so the whole region, which could only take longer, was not tried
+    assert min(calls) <= 40 and max(calls) > 50
+    assert split.left_to_parts >= 1 and split.solved == 0
     exact = HIGHS.solve(mclp_model(identity(prob)), time_limit_s=60)
     assert exact.status == "optimal" and exact.objective is not None
     assert exact.objective - 1e-6 <= split.bound < whole.bound - 1.0
@@ -532,3 +535,39 @@ def test_the_search_outlasts_its_patience_while_a_helper_solves_regions() -> Non
     assert res.search_end == "patience"
     assert res.search_seconds > 4.0
     assert res.objective <= res.bound
+
+
+def test_a_region_is_tried_whole_only_if_its_parts_leave_it_the_time() -> None:
+    # parts that finish quickly leave the region the time to be solved whole; parts
+    # that took longer together than the time left do not
+    prob = clustered(3)
+    red = reduce(prob)
+    r = lp_duals(red)
+    one = np.zeros(red.n_rows, dtype=np.int64)
+    inc = greedy(red)
+
+    def run(pause: float, deadline_s: float) -> tuple[list[int], DecompositionBound]:
+        calls: list[int] = []
+
+        def slow_parts(cover, weights, prices, fixed, start, limit):  # type: ignore[no-untyped-def]
+            calls.append(cover.shape[1])
+            if cover.shape[1] > 40:  # halves and the region itself
+                time.sleep(pause)
+            return highs_region(cover, weights, prices, fixed, start, limit)
+
+        dec = decomposition_bound(
+            red, r[:-1], float(r[-1]), inc, slow_parts,
+            deadline=time.perf_counter() + deadline_s, regions=one, split_above=40,
+        )  # fmt: skip
+        return calls, dec
+
+    t0 = time.perf_counter()
+    quick, dec = run(0.0, 60.0)
+    elapsed = time.perf_counter() - t0
+    assert dec.left_to_parts == 0 and dec.solved == 1 and dec.parts >= 2
+    halves = sum(size > 40 for size in quick) - 1
+    assert halves >= 2
+    # a second per half: the halves took 2 s or more, and leave about one second
+    _, dec = run(1.0, halves * 1.0 + elapsed + 1.0)
+    assert dec.left_to_parts >= 1 and dec.solved == 0
+    assert dec.bound <= dec.lp_bound
