@@ -553,7 +553,8 @@ def summary_table(measured: list[Measured], limit: float, long: float | None) ->
 
 INTRO = """\
 Siting 85 posts among 2,000 candidates for 20,000 demand points at the 3-minute threshold
-(`anwang.coverage.optimize`) on road networks: demand points are road nodes weighted by
+(`anwang.coverage.optimize`) on road networks — and the demo city's own problem, as
+`anwang coverage optimize` builds it: demand points are road nodes weighted by
 population, candidates are road nodes, and a candidate covers a demand node when the
 free-flow travel time along the network is at most 3 minutes (bounded Dijkstra per
 candidate, `scipy.sparse.csgraph`). Beside it, in the same run and with the same time
@@ -609,8 +610,9 @@ Reading the figures:
 - *Time.* `optimize` keeps to its limit only as well as HiGHS reacts: HiGHS looks at
   its clock and its interrupt callbacks between steps, and one round of root-node cuts on
   the whole model takes seconds on this machine, so a run that ends in the whole-model
-  MIP can finish a few seconds late despite the margin it leaves (62.9 s on the H3
-  instance above, where the regions were done after 20 s and the MIP had the rest).
+  MIP can finish a few seconds late despite the margin it leaves (up to 62.9 s for a
+  60 s limit on the H3 instance in earlier runs, where the regions were done after 20 s
+  and the MIP had the rest).
 - *Helsinki.* The extract is small (1.0 × 1.7 km): at 3 minutes a post reaches most of
   it, the reduced model keeps a few dozen candidates and the run ends in seconds, proved
   optimal; the plain MIP and spopt, on the unreduced model with over two million
