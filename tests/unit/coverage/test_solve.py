@@ -237,11 +237,15 @@ def test_highs_solver_rejects_bad_options(kwargs: dict[str, object], field: str)
         {"search_share": 1.0},
         {"decomposition_share": 1.5},
         {"region_columns": 0},
+        {"split_columns": 0},
+        {"split_columns": 1.5},
+        {"split_columns": True},
     ],
 )
 def test_optimize_rejects_bad_options(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(ValidationFailed) as exc:
         optimize(instance(7), **kwargs)  # type: ignore[arg-type]
+    assert exc.value.errors[0].field == next(iter(kwargs))
 
 
 # --------------------------------------------------------------------------------------
