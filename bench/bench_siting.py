@@ -505,6 +505,16 @@ def facts(m: Measured, limit: float) -> list[str]:
                 f" site–region pairs fixed by the regions' reduced costs) in {dec.seconds:.1f} s:"
                 f" {fmt(dec.lp_bound)} → {fmt(dec.bound)}"
             )
+    for label, res in (("", r), (" (long run)", m.ours_long)):
+        coarse = res.coarse if res is not None else None
+        if coarse is not None:
+            out.append(
+                f"- coarse pass{label}: {coarse.regions} regions, {coarse.exact_at_start}"
+                f" already exact, {coarse.solved} solved, {coarse.unfinished} unfinished"
+                f" ({coarse.unfinished_by_parts} bounded by their parts; largest"
+                f" {coarse.largest_columns} sites) in {coarse.seconds:.1f} s:"
+                f" {fmt(coarse.lp_bound)} → {fmt(coarse.bound)}"
+            )
     goal = "met" if r.gap <= GOAL_GAP else "not met"
     out.append(f"- goal (gap ≤ 0.1 % in {limit:g} s): **{goal}** ({pct(r.gap)})")
     if m.spopt is not None:
@@ -588,13 +598,23 @@ Reading the figures:
   the regions as soon as the LP's duals are known, beside the local search, and the
   calling thread joins it when the search ends, so that the two large regions of the
   urban core (554 and 612 sites on the density instance, where nearly all of the LP's
-  excess lies) are solved side by side; HiGHS solves them without presolve, which took
-  25 + 31 s instead of 32 + 52 s. Both now finish within the minute, and the bound stops
-  where the LP's prices allow: about a quarter of a percent above the best siting, the
-  same as with the longer limit. The H3 instance's regions are smaller and all finish in
-  about 20 s, at the same distance. Closing the rest needs prices re-optimised between
-  regional solves (a Lagrangian dual over whole-post regions), and every change of
-  prices means solving the regions again, the two of the core at 25–30 s each: not
+  excess lies) are solved side by side. HiGHS solves regions without presolve, without
+  its sub-MIP heuristics (RINS, RENS, root reduced cost) and without strong branching:
+  the two core regions took 10.6 + 11.4 s so, against 20.2 + 22.3 s without presolve
+  alone and 32 + 52 s with HiGHS's defaults, for the same bounds. Both finish well
+  within the minute, and the bound stops where the LP's prices allow: about a quarter
+  of a percent above the best siting, the same as with the longer limit.
+- *Coarse pass.* When every region is done with at least 5 s of the regions' time
+  left, the bound is computed again over regions of about 120 sites (twice the first
+  pass's), large ones halved by spectral bisection as below, and the smaller bound
+  counts. Coarser regions split fewer sites' prices at their borders, and the
+  bisection's halves follow the sparsest cuts of a core where the first pass's regions
+  grow from centres. On the H3 instance, whose regions are done after about 15 s, the
+  coarse pass about halves the gap; on the density instance the coarse core (958
+  sites) does not finish, and the first pass's bound stands.
+- *The rest of the gap.* Closing it needs prices re-optimised between regional solves
+  (a Lagrangian dual over whole-post regions), and every change of prices means solving
+  the regions again, the two of the core at 10–12 s each: not
   within a minute on two CPUs (one step of a subgradient method at a tenth of Polyak's
   step moved the density instance's bound by 26, of the 413 needed). The CPU time spent
   waiting for other work (load averages above) comes out of the same minute.

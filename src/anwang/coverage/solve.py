@@ -59,7 +59,8 @@ siting optimal. Then, with a solver that can also relax (:class:`RelaxingSolver`
    (:func:`~anwang.coverage.bound.fix_by_reduced_cost`), from the LP's reduced costs;
 4. for the plain MCLP, the Lagrangian decomposition bound by region
    (:class:`~anwang.coverage.bound.RegionalBound`), its regions solved by the same
-   solver (HiGHS without presolve) — a region of more than ``split_columns`` sites
+   solver (HiGHS without presolve, sub-MIP heuristics or strong branching:
+   :meth:`HighsSolver.for_regions`) — a region of more than ``split_columns`` sites
    first through its halves and quarters, which take seconds where the whole region of a
    dense core may not finish in the minute — for at most ``decomposition_share`` of the time left
    after the LP (by default all of it: the whole-model MIP moves the bound less than the
@@ -67,7 +68,9 @@ siting optimal. Then, with a solver that can also relax (:class:`RelaxingSolver`
    thread starts on the regions as soon as the LP's duals are known, beside the local
    search, and the calling thread joins it when the search ends; once no region is left
    to take while the helper still solves one, the calling thread goes back to the local
-   search until the helper is done;
+   search until the helper is done; when every region is done with time to spare, a
+   coarse pass bounds the model again over regions of about ``coarse_columns`` sites,
+   and the smaller bound counts;
 5. the MIP on the model with the fixed sites, warm-started from the best siting when it
    keeps them, for the rest of the time (all of it without a decomposition, or whatever
    the regions leave when they all finish early).
@@ -280,6 +283,8 @@ class HighsSolver:
         *,
         lp_solver: str = "ipm",
         presolve: bool = True,
+        sub_mips: bool = True,
+        strong_branching: bool = True,
         random_seed: int = 0,
         log: bool = False,
     ) -> None:
@@ -296,6 +301,8 @@ class HighsSolver:
         self.threads = threads
         self.lp_solver = lp_solver
         self.presolve = presolve
+        self.sub_mips = sub_mips
+        self.strong_branching = strong_branching
         self.random_seed = random_seed
         self.log = log
 
@@ -317,6 +324,11 @@ class HighsSolver:
         h.setOptionValue("random_seed", int(self.random_seed))
         h.setOptionValue("presolve", "on" if self.presolve else "off")
         h.setOptionValue("mip_lp_solver", self.lp_solver)
+        if not self.sub_mips:
+            for heuristic in ("rins", "rens", "root_reduced_cost"):
+                h.setOptionValue(f"mip_heuristic_run_{heuristic}", False)
+        if not self.strong_branching:
+            h.setOptionValue("mip_pscost_minreliable", 0)
         if limit is not None:
             h.setOptionValue("time_limit", limit)
         if self.threads is not None:
@@ -418,9 +430,28 @@ class HighsSolver:
 
     def without_presolve(self) -> HighsSolver:
         """The same solver with HiGHS's presolve off."""
+        return self._with(presolve=False)
+
+    def for_regions(self) -> HighsSolver:
+        """The same solver as the decomposition's regions use it, for their bound: no
+        presolve (a region's model has no rows to remove), none of the sub-MIP
+        heuristics (RINS, RENS, root reduced cost: the start is the incumbent, already
+        good), and branching by pseudo-costs without strong branching to make them
+        reliable. Each of these saves time on the two large regions of the benchmark's
+        urban core, where the root node's sub-MIPs and strong branching took most of
+        it: with all three, 10.6 + 11.4 s instead of 20.2 + 22.3 s for the same
+        bounds (``docs/performance.md``)."""
+        return self._with(presolve=False, sub_mips=False, strong_branching=False)
+
+    def _with(self, **changes: bool) -> HighsSolver:
+        kept: dict[str, bool] = {
+            "presolve": self.presolve, "sub_mips": self.sub_mips,
+            "strong_branching": self.strong_branching,
+        }  # fmt: skip
+        kept.update(changes)
         return HighsSolver(
             self.time_limit_s, self.mip_rel_gap, self.threads, lp_solver=self.lp_solver,
-            presolve=False, random_seed=self.random_seed, log=self.log,
+            random_seed=self.random_seed, log=self.log, **kept,
         )  # fmt: skip
 
     def solve(
@@ -645,6 +676,8 @@ class SitingResult:
     """Sites fixed to 1 by reduced cost (every better siting uses them)."""
     decomposition: DecompositionBound | None = None
     """The Lagrangian decomposition bound and how it was reached (None: not run)."""
+    coarse: DecompositionBound | None = None
+    """The decomposition bound's coarse pass, over larger regions (None: not run)."""
     search_rounds: int = 0
     """Rounds of the iterated local search."""
     search_seconds: float = 0.0
@@ -681,6 +714,7 @@ def optimize(
     decomposition_share: float = 1.0,
     region_columns: int = 60,
     split_columns: int | None = 150,
+    coarse_columns: int | None = 120,
     seed: int = 0,
 ) -> SitingResult:
     """Site ``problem.p`` posts to maximise coverage, within ``time_limit_s`` seconds of
@@ -695,7 +729,9 @@ def optimize(
     a second, without one); then reduced-cost fixing and — for the plain MCLP — the
     decomposition bound over regions of about ``region_columns`` sites — a region of
     more than ``split_columns`` sites first bounded by its halves, and theirs, which
-    finish where a large region of a dense core may not (``None``: no halves) — for at
+    finish where a large region of a dense core may not (``None``: no halves), then, if
+    time is left, again over regions of about ``coarse_columns`` sites (``None``: no
+    second pass) — for at
     most ``decomposition_share`` of the time left after the LP (begun by a helper thread
     beside the search when there is a second CPU); then the MIP, warm-started, for the
     rest. The defaults give about a third of the limit to the local search, which on the
@@ -724,6 +760,13 @@ def optimize(
         raise ValidationFailed.on(
             "split_columns", "must be a positive whole number of sites, or None"
         )
+    if coarse_columns is not None and (
+        isinstance(coarse_columns, bool) or not isinstance(coarse_columns, int)
+        or coarse_columns < 1
+    ):
+        raise ValidationFailed.on(
+            "coarse_columns", "must be a positive whole number of sites, or None"
+        )
     t0 = time.perf_counter()
     deadline = t0 + time_limit_s
     red = reduce_problem(problem) if reduce else identity(problem)
@@ -732,6 +775,7 @@ def optimize(
     run = _Run(red, heur.cols, heur.bound, getattr(solver, "mip_rel_gap", 1e-3))
     run.heuristic_seconds = heur.seconds
     run.split_columns = split_columns
+    run.coarse_columns = coarse_columns
     free = red.n_cols - red.fixed_cols.size
     if red.n_rows == 0 or free <= red.p - red.fixed_cols.size or run.closed(strict=True):
         run.bound = run.value  # nothing to decide, or the bound meets the siting
@@ -783,6 +827,7 @@ def optimize(
         fixed_out=run.fixed_out,
         fixed_in=run.fixed_in,
         decomposition=run.decomposition,
+        coarse=run.coarse,
         search_rounds=run.search_rounds,
         search_seconds=run.search_seconds,
         search_end=run.search_end,
@@ -826,11 +871,9 @@ def _region_solver(
 ) -> Callable[
     [sp.csr_array, FloatArray, FloatArray, NDArray[np.bool_], FloatArray, float], RegionalSolve
 ]:
-    """The regions' solver: ``solver``, for HiGHS with its presolve off and interrupted
-    once ``stop()`` is true. A region's model is small and has no rows to remove, and
-    without presolve HiGHS solved the two large regions of the benchmark's density
-    instance in 25 + 31 s instead of 32 + 52 s (``docs/performance.md``)."""
-    highs = solver.without_presolve() if isinstance(solver, HighsSolver) else None
+    """The regions' solver: ``solver``, for HiGHS as :meth:`HighsSolver.for_regions`
+    sets it up, interrupted once ``stop()`` is true."""
+    highs = solver.for_regions() if isinstance(solver, HighsSolver) else None
 
     def solve_region(
         cover: sp.csr_array,
@@ -903,9 +946,12 @@ class _Run:
         self.regions: RegionalBound | None = None
         self.seed = 0
         self.split_columns: int | None = None
+        self.coarse_columns: int | None = None
+        self.coarse: DecompositionBound | None = None
         self._slices = 0
         self._regions_until = 0.0
         self._solve_region: Callable[..., RegionalSolve] | None = None
+        self._regions_solver: RelaxingSolver | None = None
         self._helpers: list[threading.Thread] = []
         self._helper_error: BaseException | None = None
 
@@ -990,6 +1036,7 @@ class _Run:
         )
         now = time.perf_counter()
         self._regions_until = now + share * max(deadline - now, 0.0)
+        self._regions_solver = solver
         self._solve_region = _region_solver(solver, stop=self.regions.cancelled.is_set)
         for _ in range(self.HELPERS):
             helper = threading.Thread(target=self._help, name="siting-regions", daemon=True)
@@ -1047,6 +1094,52 @@ class _Run:
             raise error
         self.decomposition = regions.result(self.best)
         self.bound = min(self.bound, self.decomposition.bound)
+        if work:
+            self._coarse_pass()
+
+    COARSE_MIN_S = 5.0
+    """The coarse pass of the decomposition bound runs only with this much time left."""
+
+    def _coarse_pass(self) -> None:
+        """Once every region is done with time to spare, the decomposition bound again
+        over regions of about :attr:`coarse_columns` sites (their large ones halved as
+        the first pass's), by this thread and the helpers, until the regions' time is up;
+        the smaller of the two bounds counts. Coarser regions split fewer sites' prices
+        at their borders, and the halves of a large one follow the sparsest cuts of its
+        sites' graph, where the first pass's regions are grown from centres: on the
+        benchmark's H3 instance the coarse pass lowers the bound, on the density one
+        its core does not finish and the first pass's bound stands."""
+        lp, first = self.lp, self.regions
+        if self.coarse_columns is None or lp is None or first is None or self.closed():
+            return
+        if self._regions_solver is None or (
+            self._regions_until - time.perf_counter() < self.COARSE_MIN_S
+        ):
+            return
+        r = lp.duals
+        coarse = RegionalBound(
+            self.red, r[: self.red.n_rows], float(r[self.red.n_rows]),
+            target_columns=self.coarse_columns, split_above=self.split_columns,
+        )  # fmt: skip
+        self.regions = coarse
+        self._solve_region = _region_solver(self._regions_solver, stop=coarse.cancelled.is_set)
+        helpers = [
+            threading.Thread(target=self._help, name="siting-regions", daemon=True)
+            for _ in range(self.HELPERS)
+        ]
+        for helper in helpers:
+            helper.start()
+        try:
+            coarse.work(lambda: self.best, self._solve_region, self._regions_until)
+        finally:
+            for helper in helpers:
+                helper.join()
+            self.regions = first
+        if self._helper_error is not None:
+            error, self._helper_error = self._helper_error, None
+            raise error
+        self.coarse = coarse.result(self.best)
+        self.bound = min(self.bound, self.coarse.bound)
 
     def improve(
         self, solver: Solver, deadline: float, share: float, region_columns: int

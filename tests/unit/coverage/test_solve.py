@@ -240,6 +240,9 @@ def test_highs_solver_rejects_bad_options(kwargs: dict[str, object], field: str)
         {"split_columns": 0},
         {"split_columns": 1.5},
         {"split_columns": True},
+        {"coarse_columns": 0},
+        {"coarse_columns": 2.5},
+        {"coarse_columns": False},
     ],
 )
 def test_optimize_rejects_bad_options(kwargs: dict[str, float]) -> None:
@@ -293,3 +296,52 @@ def test_highs_from_any_start_returns_the_optimum_it_reports(seed: int, n: int, 
     assert model.value(res.values) == pytest.approx(res.objective, abs=1e-6)
     assert res.objective == pytest.approx(best, abs=1e-6)
     assert res.bound >= best - 1e-6
+
+
+def test_the_regions_solver_drops_sub_mips_and_strong_branching_and_keeps_the_rest() -> None:
+    base = HighsSolver(time_limit_s=30, mip_rel_gap=1e-5, lp_solver="simplex", random_seed=3)
+    model = mclp_model(identity(instance(1)))
+    options = {
+        "presolve": ("on", "off"),
+        "mip_heuristic_run_rins": (True, False),
+        "mip_heuristic_run_rens": (True, False),
+        "mip_heuristic_run_root_reduced_cost": (True, False),
+        "mip_pscost_minreliable": (8, 0),
+        "mip_lp_solver": ("simplex", "simplex"),
+        "random_seed": (3, 3),
+        "time_limit": (27.0, 27.0),
+    }
+    for k, solver in enumerate((base, base.for_regions())):
+        h = solver._highs(model, solver._limit(None), integer=True)
+        assert h is not None
+        for name, values in options.items():
+            assert h.getOptionValue(name)[1] == values[k], name
+    assert base.for_regions().mip_rel_gap == 1e-5
+    assert base.for_regions().without_presolve().sub_mips is False
+
+
+def test_the_regions_solver_finds_the_optimum_of_a_region_it_must_branch_on() -> None:
+    # a region of 120 sites, priced so that many subsets compete: HiGHS's defaults close
+    # it at the root; without sub-MIPs and strong branching the regions' solver branches,
+    # and ends at the same optimum
+    rng = np.random.default_rng(2)
+    pts, sites = rng.random((900, 2)) * 10, rng.random((120, 2)) * 10
+    pairs = cKDTree(sites).query_ball_point(pts, 1.8)
+    rows = np.repeat(np.arange(pts.shape[0]), [len(p) for p in pairs])
+    cover = sp.csr_array(
+        (np.ones(rows.size), (rows, np.concatenate(pairs).astype(np.int64))),
+        shape=(pts.shape[0], sites.shape[0]),
+    )
+    weights = rng.integers(1, 9, pts.shape[0]).astype(np.float64)
+    prices = np.round(0.9 * weights.sum() / 60 * (0.5 + rng.random(120)), 1)
+    model = regional_model(cover, weights, prices, np.zeros(120, dtype=np.bool_))
+    start = np.zeros(model.n_cols)
+    default, regions = (
+        solver.solve(model, start=start, mip_rel_gap=1e-9, time_limit_s=60)
+        for solver in (HighsSolver(), HighsSolver().for_regions())
+    )
+    assert regions.nodes > 1
+    for res in (default, regions):
+        assert res.status is MipStatus.OPTIMAL and res.values is not None
+    assert regions.bound == pytest.approx(default.bound, rel=1e-9)
+    assert model.value(regions.values) == pytest.approx(default.objective, rel=1e-9)
