@@ -610,8 +610,10 @@ Reading the figures:
   counts. Coarser regions split fewer sites' prices at their borders, and the
   bisection's halves follow the sparsest cuts of a core where the first pass's regions
   grow from centres. On the H3 instance, whose regions are done after about 15 s, the
-  coarse pass about halves the gap; on the density instance the coarse core (958
-  sites) does not finish, and the first pass's bound stands.
+  coarse pass about halves the gap. On the density instance the first pass is done
+  after about 35 s; in the 20 s left a half of the coarse core (958 sites) does not
+  finish, and the first pass's bound stands. Given 300 s, the coarse pass brings the
+  density instance's bound from 286,670 to 286,582.
 - *The rest of the gap.* Closing it needs prices re-optimised between regional solves
   (a Lagrangian dual over whole-post regions), and every change of prices means solving
   the regions again, the two of the core at 10–12 s each: not
