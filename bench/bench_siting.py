@@ -505,7 +505,6 @@ def facts(m: Measured, limit: float) -> list[str]:
                 f" site–region pairs fixed by the regions' reduced costs) in {dec.seconds:.1f} s:"
                 f" {fmt(dec.lp_bound)} → {fmt(dec.bound)}"
             )
-    for label, res in (("", r), (" (long run)", m.ours_long)):
         coarse = res.coarse if res is not None else None
         if coarse is not None:
             out.append(

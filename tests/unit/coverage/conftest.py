@@ -15,6 +15,8 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+from scipy.spatial import cKDTree
 
 from anwang.coverage import CoverageProblem
 
@@ -33,6 +35,22 @@ def brute_force(problem: CoverageProblem) -> float:
 @pytest.fixture(scope="session")
 def optimum() -> Callable[[CoverageProblem], float]:
     return brute_force
+
+
+def reach_within(points: np.ndarray, sites: np.ndarray, radius: float) -> sp.csr_array:
+    """The cover of points × sites in the plane: a site reaches the points within
+    ``radius`` of it."""
+    pairs = cKDTree(sites).query_ball_point(points, radius)
+    rows = np.repeat(np.arange(points.shape[0]), [len(p) for p in pairs])
+    cols = np.concatenate([np.asarray(p, dtype=np.int64) for p in pairs])
+    return sp.csr_array(
+        (np.ones(rows.size, dtype=bool), (rows, cols)), shape=(points.shape[0], sites.shape[0])
+    )
+
+
+@pytest.fixture(scope="session")
+def disc_cover() -> Callable[[np.ndarray, np.ndarray, float], sp.csr_array]:
+    return reach_within
 
 
 def need(module: str) -> ModuleType:

@@ -20,7 +20,6 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.spatial import cKDTree
 
 from anwang.coverage import CoverageProblem, HighsSolver, identity, optimize, reduce
 from anwang.coverage.bound import (
@@ -39,6 +38,7 @@ from anwang.coverage.solve import _region_solver, mclp_model, regional_model
 
 Optimum = Callable[[CoverageProblem], float]
 HIGHS = HighsSolver(mip_rel_gap=0.0)
+DiscCover = Callable[[np.ndarray, np.ndarray, float], sp.csr_array]
 
 
 @st.composite
@@ -410,17 +410,11 @@ def fail() -> None:
     raise RuntimeError("the region's solver failed")
 
 
-def test_cancelling_the_regions_interrupts_a_solve_under_way() -> None:
+def test_cancelling_the_regions_interrupts_a_solve_under_way(disc_cover: DiscCover) -> None:
     # a region big enough to take HiGHS many seconds, cancelled after a quarter second
     rng = np.random.default_rng(5)
     pts, sites = rng.random((6000, 2)) * 30, rng.random((700, 2)) * 30
-    tree = cKDTree(sites)
-    pairs = tree.query_ball_point(pts, 2.0)
-    rows = np.repeat(np.arange(pts.shape[0]), [len(p) for p in pairs])
-    cover = sp.csr_array(
-        (np.ones(rows.size, dtype=bool), (rows, np.concatenate(pairs).astype(np.int64))),
-        shape=(pts.shape[0], sites.shape[0]),
-    )
+    cover = disc_cover(pts, sites, 2.0)
     prob = CoverageProblem(cover, rng.integers(1, 9, pts.shape[0]).astype(float), 40)
     red = reduce(prob)
     r = lp_duals(red)
@@ -480,18 +474,13 @@ def test_bisection_halves_a_region_into_balanced_compact_parts() -> None:
     ]
 
 
-def test_parts_bound_a_region_the_solver_cannot_finish() -> None:
+def test_parts_bound_a_region_the_solver_cannot_finish(disc_cover: DiscCover) -> None:
     # one region of 150 sites that the solver "cannot finish" (it gives up on anything
     # larger than 50 sites): without parts the region stays at its LP share; with parts
     # of at most 40 sites, solved exactly, the bound drops and still holds
     rng = np.random.default_rng(1)
     pts, sites = rng.random((1500, 2)) * 10, rng.random((150, 2)) * 10
-    pairs = cKDTree(sites).query_ball_point(pts, 1.6)
-    rows = np.repeat(np.arange(pts.shape[0]), [len(p) for p in pairs])
-    cover = sp.csr_array(
-        (np.ones(rows.size, dtype=bool), (rows, np.concatenate(pairs).astype(np.int64))),
-        shape=(pts.shape[0], sites.shape[0]),
-    )
+    cover = disc_cover(pts, sites, 1.6)
     prob = CoverageProblem(cover, rng.integers(1, 9, pts.shape[0]), 10)
     red = reduce(prob)
     r = lp_duals(red)

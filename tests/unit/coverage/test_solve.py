@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,6 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.spatial import cKDTree
 
 from anwang.core.errors import ValidationFailed
 from anwang.coverage import (
@@ -30,6 +30,8 @@ from anwang.coverage import (
 from anwang.coverage.heuristics import SearchEnd
 from anwang.coverage.model import IntArray
 from anwang.coverage.solve import FloatArray, LpResult, regional_model
+
+DiscCover = Callable[[np.ndarray, np.ndarray, float], sp.csr_array]
 
 
 def instance(seed: int, n: int = 600, m: int = 80, p: int = 8, **kw: object) -> CoverageProblem:
@@ -173,14 +175,11 @@ def test_a_worse_mip_incumbent_does_not_replace_the_heuristic() -> None:
     assert res.bound < 1e12
 
 
-def test_time_limit_is_respected() -> None:
+def test_time_limit_is_respected(disc_cover: DiscCover) -> None:
     # one dense cluster: hard enough that HiGHS is still at its root node when time is up
     rng = np.random.default_rng(4)
     pts, sites = rng.normal(0, 4, size=(8000, 2)), rng.normal(0, 4, size=(800, 2))
-    reach = cKDTree(sites).query_ball_point(pts, 1.2)
-    rows = np.repeat(np.arange(8000), [len(r) for r in reach])
-    cols = np.concatenate([np.asarray(r, dtype=np.int64) for r in reach])
-    cover = sp.csr_array((np.ones(rows.size, dtype=bool), (rows, cols)), shape=(8000, 800))
+    cover = disc_cover(pts, sites, 1.2)
     prob = CoverageProblem(cover, rng.integers(1, 9, 8000), 40)
     t0 = time.perf_counter()
     res = optimize(prob, time_limit_s=1.5)
@@ -320,18 +319,15 @@ def test_the_regions_solver_drops_sub_mips_and_strong_branching_and_keeps_the_re
     assert base.for_regions().without_presolve().sub_mips is False
 
 
-def test_the_regions_solver_finds_the_optimum_of_a_region_it_must_branch_on() -> None:
+def test_the_regions_solver_finds_the_optimum_of_a_region_it_must_branch_on(
+    disc_cover: DiscCover,
+) -> None:
     # a region of 120 sites, priced so that many subsets compete: HiGHS's defaults close
     # it at the root; without sub-MIPs and strong branching the regions' solver branches,
     # and ends at the same optimum
     rng = np.random.default_rng(2)
     pts, sites = rng.random((900, 2)) * 10, rng.random((120, 2)) * 10
-    pairs = cKDTree(sites).query_ball_point(pts, 1.8)
-    rows = np.repeat(np.arange(pts.shape[0]), [len(p) for p in pairs])
-    cover = sp.csr_array(
-        (np.ones(rows.size), (rows, np.concatenate(pairs).astype(np.int64))),
-        shape=(pts.shape[0], sites.shape[0]),
-    )
+    cover = disc_cover(pts, sites, 1.8)
     weights = rng.integers(1, 9, pts.shape[0]).astype(np.float64)
     prices = np.round(0.9 * weights.sum() / 60 * (0.5 + rng.random(120)), 1)
     model = regional_model(cover, weights, prices, np.zeros(120, dtype=np.bool_))
