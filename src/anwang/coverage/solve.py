@@ -1029,19 +1029,36 @@ class _Run:
             return
         if not isinstance(solver, RelaxingSolver) or self.closed():
             return
-        r = lp.duals
-        self.regions = RegionalBound(
-            red, r[: red.n_rows], float(r[red.n_rows]), target_columns=region_columns,
-            split_above=self.split_columns,
-        )
         now = time.perf_counter()
         self._regions_until = now + share * max(deadline - now, 0.0)
         self._regions_solver = solver
-        self._solve_region = _region_solver(solver, stop=self.regions.cancelled.is_set)
+        self._launch(region_columns)
+
+    def _launch(self, region_columns: int) -> RegionalBound:
+        """A decomposition bound over regions of about ``region_columns`` sites, priced
+        by the LP's duals, made :attr:`regions`, with its helper threads started."""
+        assert self.lp is not None and self._regions_solver is not None
+        red, r = self.red, self.lp.duals
+        regions = RegionalBound(
+            red, r[: red.n_rows], float(r[red.n_rows]), target_columns=region_columns,
+            split_above=self.split_columns,
+        )
+        self.regions = regions
+        self._solve_region = _region_solver(self._regions_solver, stop=regions.cancelled.is_set)
         for _ in range(self.HELPERS):
             helper = threading.Thread(target=self._help, name="siting-regions", daemon=True)
             helper.start()
             self._helpers.append(helper)
+        return regions
+
+    def _join_helpers(self) -> None:
+        """Wait for the helper threads, and raise what failed in one."""
+        for helper in self._helpers:
+            helper.join()
+        self._helpers = []
+        if self._helper_error is not None:
+            error, self._helper_error = self._helper_error, None
+            raise error
 
     def _help(self) -> None:
         assert self.regions is not None and self._solve_region is not None
@@ -1086,12 +1103,7 @@ class _Run:
             self._search_while_helped()
         else:
             regions.cancelled.set()
-        for helper in self._helpers:
-            helper.join()
-        self._helpers = []
-        if self._helper_error is not None:
-            error, self._helper_error = self._helper_error, None
-            raise error
+        self._join_helpers()
         self.decomposition = regions.result(self.best)
         self.bound = min(self.bound, self.decomposition.bound)
         if work:
@@ -1116,28 +1128,16 @@ class _Run:
             self._regions_until - time.perf_counter() < self.COARSE_MIN_S
         ):
             return
-        r = lp.duals
-        coarse = RegionalBound(
-            self.red, r[: self.red.n_rows], float(r[self.red.n_rows]),
-            target_columns=self.coarse_columns, split_above=self.split_columns,
-        )  # fmt: skip
-        self.regions = coarse
-        self._solve_region = _region_solver(self._regions_solver, stop=coarse.cancelled.is_set)
-        helpers = [
-            threading.Thread(target=self._help, name="siting-regions", daemon=True)
-            for _ in range(self.HELPERS)
-        ]
-        for helper in helpers:
-            helper.start()
+        coarse = self._launch(self.coarse_columns)
         try:
+            assert self._solve_region is not None
             coarse.work(lambda: self.best, self._solve_region, self._regions_until)
+        except BaseException:
+            coarse.cancelled.set()
+            raise
         finally:
-            for helper in helpers:
-                helper.join()
-            self.regions = first
-        if self._helper_error is not None:
-            error, self._helper_error = self._helper_error, None
-            raise error
+            self.regions = first  # the first pass's bound is the one reported as such
+            self._join_helpers()
         self.coarse = coarse.result(self.best)
         self.bound = min(self.bound, self.coarse.bound)
 
