@@ -608,10 +608,14 @@ Reading the figures:
   pass's), large ones halved by spectral bisection as below, and the smaller bound
   counts. Coarser regions split fewer sites' prices at their borders, and the
   bisection's halves follow the sparsest cuts of a core where the first pass's regions
-  grow from centres. On the H3 instance, whose regions are done after about 15 s, the
-  coarse pass about halves the gap. On the density instance the first pass is done
-  after about 35 s; in the 20 s left a half of the coarse core (958 sites) does not
-  finish, and the first pass's bound stands. Given 300 s, the coarse pass brings the
+  grow from centres. The bisection weighs the rows by their LP duals, so it cuts where
+  the dual weight is thin and a site on the cut collects its price mostly on one side:
+  on the H3 instance the halves of the core (1,086 sites), both solved exactly, left
+  262 of the bound above the siting, where halves cut by row counts left 615. On the H3
+  instance, whose first pass is done after 15–25 s, the coarse pass brings the bound
+  down by more than half the gap the first pass leaves. On the density instance the
+  first pass is done after about 35 s; in the 20 s left a half of the coarse core (958
+  sites) does not finish, and the first pass's bound stands. Given 300 s, the coarse pass brings the
   density instance's bound from 286,670 to 286,582.
 - *The rest of the gap.* Closing it needs prices re-optimised between regional solves
   (a Lagrangian dual over whole-post regions), and every change of prices means solving
@@ -630,10 +634,11 @@ Reading the figures:
   core: in one run, 2,751 of the 3,621 by which the LP bound exceeded the siting.
 - *Time.* `optimize` keeps to its limit only as well as HiGHS reacts: HiGHS looks at
   its clock and its interrupt callbacks between steps, and one round of root-node cuts on
-  the whole model takes seconds on this machine, so a run that ends in the whole-model
-  MIP can finish a few seconds late despite the margin it leaves (up to 62.9 s for a
-  60 s limit on the H3 instance in earlier runs, where the regions were done after 20 s
-  and the MIP had the rest).
+  the whole model takes seconds on this machine. The whole-model MIP is therefore not
+  started when less time is left than the LP relaxation took (it could not finish its
+  root node, and HiGHS overran the limit by up to 3 s finding that out); a run whose
+  MIP does start, with more time than that, can still end a few seconds late despite
+  the margin it leaves.
 - *Helsinki.* The extract is small (1.0 × 1.7 km): at 3 minutes a post reaches most of
   it, the reduced model keeps a few dozen candidates and the run ends in seconds, proved
   optimal; the plain MIP and spopt, on the unreduced model with over two million

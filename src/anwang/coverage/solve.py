@@ -1175,7 +1175,10 @@ class _Run:
                     return
                 work, keep = restrict(red, zero=zero, one=one)
                 at_fixing = self.value
-        if time.perf_counter() >= deadline:
+        left = deadline - time.perf_counter()
+        if left <= 0 or (self.lp_bound is not None and left < self.lp_seconds):
+            # the MIP would not finish its root LP, which alone took the LP's seconds:
+            # it could add nothing, and HiGHS would overrun the limit finding that out
             return
         chosen = np.zeros(red.n_cols, dtype=np.bool_)
         chosen[self.best] = True

@@ -270,7 +270,9 @@ def clustered(seed: int) -> CoverageProblem:
 
 def test_a_coarse_pass_lowers_the_bound_where_small_regions_leave_a_gap() -> None:
     # regions of about 8 sites leave the bound 0.5 % above the optimum; once they are
-    # done, the coarse pass over whole components meets the siting, and the MIP is not
+    # done, the coarse pass over whole components brings it down to the optimum, the
+    # siting of the local search is within the gap tolerance of it (the search's rounds
+    # depend on the machine: it ends at the optimum, or 2 below), and the MIP is not
     # needed
     prob = clustered(0)
     res = optimize(
@@ -280,16 +282,17 @@ def test_a_coarse_pass_lowers_the_bound_where_small_regions_leave_a_gap() -> Non
     assert first is not None and coarse is not None
     assert coarse.regions < first.regions and coarse.unfinished == 0
     assert first.bound > res.objective + 10.0
-    assert coarse.bound == pytest.approx(res.objective) == pytest.approx(res.bound)
     exact = HIGHS.solve(mclp_model(identity(prob)), time_limit_s=20)
-    assert exact.objective == pytest.approx(res.objective)
+    assert exact.objective is not None
+    assert coarse.bound == pytest.approx(exact.objective) == pytest.approx(res.bound)
+    assert res.objective <= res.bound and res.gap <= 1e-3
     assert res.status == "optimal" and res.mip_seconds == 0.0
     # without the coarse pass the same run needs the MIP to close the gap
     plain = optimize(
         prob, time_limit_s=20, region_columns=8, coarse_columns=None, split_columns=None
     )
     assert plain.coarse is None and plain.mip_seconds > 0.0
-    assert plain.objective == pytest.approx(res.objective)
+    assert res.objective <= plain.objective <= exact.objective + 1e-6
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -472,6 +475,35 @@ def test_bisection_halves_a_region_into_balanced_compact_parts() -> None:
     assert sorted(map(set, (p.tolist() for p in parts)), key=len) == [
         set(range(6)), set(range(6, 15)),
     ]
+
+
+def ring(n: int) -> sp.csr_array:
+    """A cycle: site j reaches rows j and j + 1 (mod n)."""
+    cover = np.zeros((n, n), dtype=bool)
+    cover[np.arange(n), np.arange(n)] = True
+    cover[(np.arange(n) + 1) % n, np.arange(n)] = True
+    return sp.csr_array(cover)
+
+
+@pytest.mark.parametrize("light", [(3, 23), (11, 31), (17, 37)])
+def test_weighted_bisection_cuts_a_ring_where_the_rows_weigh_least(
+    light: tuple[int, int],
+) -> None:
+    # a ring must be cut twice; by row counts every opposite pair of rows is as good
+    # (ARPACK's start picks rows 0 and 20); weighted, it is cut at the two light rows,
+    # each half a run of the ring between them
+    weight = np.ones(40)
+    weight[list(light)] = 1e-3
+    halves = _bisect(ring(40), 30, weight)
+    assert halves is not None
+    a, b = light
+    inside = set(range(a, b))  # rows a … b−1 hold sites a … b−1 whole
+    got = sorted((set(h.tolist()) for h in halves), key=lambda h: min(h))
+    # the light rows themselves may go either way: each is shared by one site per half
+    for half in got:
+        core = half - {a, b}
+        assert core <= inside or not (core & inside)
+    assert {len(h) for h in got} <= {19, 20, 21}
 
 
 def test_parts_bound_a_region_the_solver_cannot_finish(disc_cover: DiscCover) -> None:

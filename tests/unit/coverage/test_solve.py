@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -188,6 +189,40 @@ def test_time_limit_is_respected(disc_cover: DiscCover) -> None:
     assert res.sites.size == 40
     assert math.isfinite(res.bound) and res.bound >= res.objective
     assert res.gap == (res.bound - res.objective) / res.objective
+
+
+class SlowLp(CountingHighs):
+    """HiGHS whose LP relaxation takes ``delay`` seconds longer, as on a larger model."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def relax(self, model: MipModel, *, time_limit_s: float | None = None) -> LpResult | None:
+        t0 = time.perf_counter()
+        time.sleep(self.delay)
+        lp = super().relax(model, time_limit_s=time_limit_s)
+        return None if lp is None else dataclasses.replace(lp, seconds=time.perf_counter() - t0)
+
+
+@pytest.mark.parametrize("delay", [0.0, 1.5])
+def test_the_mip_is_not_started_without_the_time_for_its_root_lp(delay: float) -> None:
+    # the loose-LP instance needs the MIP; with a 4 s limit it gets the time the search
+    # leaves, about 2 s: enough after a quick LP, less than an LP of 1.5 s, and then
+    # HiGHS, which would not finish its root, is not started to overrun the limit
+    prob = instance(1, n=1500, m=200, p=12)
+    solver = SlowLp(delay)
+    t0 = time.perf_counter()
+    res = optimize(prob, solver=solver, time_limit_s=4.0, decomposition_share=0.0)
+    took = time.perf_counter() - t0
+    assert solver.relaxed == 1 and res.lp_seconds >= delay
+    if delay:
+        assert solver.solved == 0 and res.mip_seconds == 0.0
+        assert res.status is SolveStatus.TIME_LIMIT and res.source == "heuristic"
+        assert took < 4.0
+    else:
+        assert solver.solved == 1 and res.mip_seconds > 0
+    assert res.sites.size == 12 and res.objective <= res.bound
 
 
 def test_the_model_is_built_whole_and_sized_as_formulated() -> None:
