@@ -612,7 +612,9 @@ def test_a_region_is_tried_whole_only_if_its_parts_leave_it_the_time() -> None:
     assert dec.left_to_parts == 0 and dec.solved == 1 and dec.parts >= 2
     halves = sum(size > 40 for size in quick) - 1
     assert halves >= 2
-    # a second per half: the halves took 2 s or more, and leave about one second
-    _, dec = run(1.0, halves * 1.0 + elapsed + 1.0)
+    # the halves slowed down so that together they take a second each plus the whole
+    # quick run: at least 2 s more than the time they leave, about a second plus that run
+    pause = 1.0 + elapsed / halves
+    _, dec = run(pause, halves * pause + elapsed + 1.0)
     assert dec.left_to_parts >= 1 and dec.solved == 0
     assert dec.bound <= dec.lp_bound
