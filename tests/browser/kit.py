@@ -87,6 +87,23 @@ class PageErrors:
         page.on("pageerror", lambda e: self.items.append(str(e)))
 
 
+def demo_roads(data_dir: Path, seed: int = 7) -> tuple[Any, Any]:
+    """The demo city of ``seed`` and its road graph, saved in ``data_dir`` as the server
+    loads them (the graph's CSR file and the roads drawn on maps)."""
+    import json
+
+    from anwang.demo.city import generate_city
+    from anwang.roads.graph import RoadGraph
+    from anwang.roads.service import GRAPH_FILE
+
+    city = generate_city(seed)
+    graph = RoadGraph.from_road_network(city.roads)
+    graph.save(data_dir / GRAPH_FILE)
+    (data_dir / "roads.geojson").write_text(
+        json.dumps(city.roads.to_geojson_lines(max_features=3000)), encoding="utf-8")
+    return city, graph
+
+
 def login(page: Any, base: str, username: str, *, password: str = PASSWORD,
           wait: bool = False) -> None:
     """Sign in through the form (``wait``: until the next page has loaded)."""

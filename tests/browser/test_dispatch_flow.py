@@ -11,7 +11,6 @@ Skips when Debian's Chromium is missing — unless ``ANWANG_REQUIRE_SERVICES=1``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -26,12 +25,10 @@ from anwang.auth import service as auth_service
 from anwang.core.db import Base, Database
 from anwang.core.events import utcnow
 from anwang.core.scope import Scope
-from anwang.demo.city import generate_city, jurisdictions_to_geojson
+from anwang.demo.city import jurisdictions_to_geojson
 from anwang.dispatch import posts as posts_service
 from anwang.dispatch import service as dispatch_service
 from anwang.dispatch.models import Instruction
-from anwang.roads.graph import RoadGraph
-from anwang.roads.service import GRAPH_FILE
 from anwang.settings import Settings
 from tests.browser.kit import (
     PASSWORD,
@@ -39,6 +36,7 @@ from tests.browser.kit import (
     SHOTS,
     LiveServer,
     PageErrors,
+    demo_roads,
     login,
     require_chromium,
 )
@@ -56,11 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServe
                         secret_key="browser-test-secret-0123456789")
     import anwang.schema  # noqa: F401
 
-    city = generate_city(7)
-    g = RoadGraph.from_road_network(city.roads)
-    g.save(data_dir / GRAPH_FILE)
-    (data_dir / "roads.geojson").write_text(
-        json.dumps(city.roads.to_geojson_lines(max_features=3000)), encoding="utf-8")
+    city, g = demo_roads(data_dir)
     station = min((j for j in city.by_level("station") if j.code.startswith(DISTRICT)),
                   key=lambda j: j.code)
     inside = np.flatnonzero(shapely.contains(station.polygon, shapely.points(g.lon, g.lat)))

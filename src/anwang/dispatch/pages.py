@@ -122,7 +122,7 @@ CLIENT_TEXTS: dict[str, str] = {
     "moves": N_("Moves"),
     "closed_post": N_("closed"),
     "opened_post": N_("new post"),
-    "computing": N_("Computing… this can take up to the time limit."),
+    "computing_for": N_("Computing… %(s)s s of at most %(limit)s s."),
     "gap": N_("Gap to the proven bound"),
     "median": N_("Median (s)"),
     "within": N_("Within %(m)s min"),

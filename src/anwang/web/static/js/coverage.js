@@ -15,7 +15,8 @@
   if (!D || !el || !window.L) return;
   var t = D.t, api = D.api;
   var BAND = { 5: "#9ecae1", 3: "#4292c6", 1: "#08519c" };
-  var stats = (window.anwangCoverage = { ready: false, areas: 0, posts: 0, plan: null });
+  var stats = (window.anwangCoverage = { ready: false, areas: 0, posts: 0, plan: null,
+                                          computing: false });
 
   var built = D.create(el);
   var map = built.map;
@@ -71,6 +72,17 @@
     });
   }
 
+  /* Give every cell of a filled table body its column's heading as data-label, which
+     the stacked layout of narrow screens shows before the value. */
+  function labelCells(tbody) {
+    var heads = tbody.parentNode.querySelectorAll("thead th");
+    Array.prototype.forEach.call(tbody.rows, function (tr) {
+      Array.prototype.forEach.call(tr.cells, function (td, i) {
+        if (heads[i] && td.colSpan === 1) td.setAttribute("data-label", heads[i].textContent);
+      });
+    });
+  }
+
   function shareRow(tbody, name, values) {
     var tr = node("tr");
     tr.appendChild(node("td", "", name));
@@ -86,6 +98,7 @@
       a.thresholds[0].districts.forEach(function (d, i) {
         shareRow(tbody, d.name, a.thresholds.map(function (x) { return x.districts[i].share; }));
       });
+      labelCells(tbody);
       stats.shares = a.thresholds.map(function (x) { return x.share; });
     }).catch(function (err) {
       tbody.textContent = "";
@@ -127,6 +140,7 @@
       tr.appendChild(node("td", "num", D.percent(d.share_after)));
       dist.appendChild(tr);
     });
+    labelCells(dist);
     var moves = document.getElementById("plan-moves");
     moves.textContent = "";
     planLayer.clearLayers();
@@ -142,6 +156,7 @@
                                       { color: "#e5383b", weight: 2, dashArray: "4 4" }));
       }
     });
+    labelCells(moves);
     plan.sites.forEach(function (s) {
       planLayer.addLayer(L.circleMarker([s.lat, s.lon], {
         radius: 6, color: "#e5383b", weight: 2, fillColor: "#e5383b", fillOpacity: 0.6
@@ -176,7 +191,20 @@
       var body = { p: Number(data.get("p")), minutes: Number(data.get("minutes")), keep: keep,
                    time_limit_s: Number(data.get("time_limit_s") || 60),
                    max_candidates: Number(data.get("max_candidates") || 2000) };
-      status.textContent = t("computing");
+      // the solver runs for up to the time limit: show the seconds gone against it
+      var bar = document.getElementById("optimize-progress");
+      var limit = body.time_limit_s > 0 ? body.time_limit_s : 60;
+      var started = Date.now();
+      function tick() {
+        var gone = Math.floor((Date.now() - started) / 1000);
+        status.textContent = t("computing_for", { s: gone, limit: limit });
+        bar.max = limit;
+        bar.value = Math.min(gone, limit);
+      }
+      bar.hidden = false;
+      tick();
+      var timer = window.setInterval(tick, 1000);
+      stats.computing = true;
       var button = opt.querySelector("button");
       button.disabled = true;
       api("POST", "/api/v1/coverage/optimize", body).then(function (plan) {
@@ -187,7 +215,12 @@
         status.textContent = t("failed", { detail: p && p.errors && p.errors.length
           ? p.errors.map(function (x) { return x.field + ": " + x.reason; }).join("; ")
           : err.message });
-      }).then(function () { button.disabled = false; });
+      }).then(function () {
+        window.clearInterval(timer);
+        bar.hidden = true;
+        stats.computing = false;
+        button.disabled = false;
+      });
     });
   }
 
