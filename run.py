@@ -3,7 +3,8 @@
 
 Needs only Python 3.11+ and git. It makes a virtual environment in ``.venv`` (once, and
 again when ``pyproject.toml`` changes), installs anwang with its test dependencies, and
-then runs ``anwang demo`` or ``pytest``. Any further arguments are passed on:
+then runs ``anwang demo`` or ``pytest`` (in parallel, one worker per CPU up to four,
+unless the arguments say ``-n``). Any further arguments are passed on:
 ``python3 run.py demo --seed 3 --port 8080``, ``python3 run.py test -k audit``.
 """
 
@@ -42,6 +43,19 @@ def ensure_env() -> None:
     STAMP.write_text(want)
 
 
+MAX_WORKERS = 4
+
+
+def _workers(args: list[str]) -> list[str]:
+    """pytest-xdist's worker count: one per CPU, at most :data:`MAX_WORKERS` (each has
+    its own PostgreSQL database, NATS servers and browser), none on one CPU or when the
+    arguments choose already."""
+    chosen = any(a == "-n" or a.startswith(("-n", "--numprocesses", "-pno:xdist"))
+                 for a in args) or "no:xdist" in args
+    n = min(os.cpu_count() or 1, MAX_WORKERS)
+    return [] if chosen or n < 2 else ["-n", str(n)]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("demo", "test", "anwang"):
         print(__doc__)
@@ -50,7 +64,7 @@ def main(argv: list[str]) -> int:
     cmd, rest = argv[0], argv[1:]
     os.chdir(ROOT)
     if cmd == "test":
-        return subprocess.call([_python(), "-m", "pytest", *rest])
+        return subprocess.call([_python(), "-m", "pytest", *_workers(rest), *rest])
     if cmd == "demo":
         return subprocess.call([str(BIN / "anwang"), "demo", *rest])
     return subprocess.call([str(BIN / "anwang"), *rest])

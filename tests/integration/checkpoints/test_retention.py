@@ -24,7 +24,7 @@ from anwang.core.db import Database
 from anwang.core.scope import Scope
 from anwang.settings import Settings
 from anwang.watchlist import service as wl
-from tests.conftest import _truncate_all
+from tests.conftest import _empty_all
 from tests.integration.watchlist.kit import Kit
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -104,7 +104,7 @@ def city(db: Database) -> Iterator[Kit]:
 def pg_city(request: pytest.FixtureRequest) -> Iterator[Kit]:
     """The same city, on PostgreSQL only (partitions)."""
     database = Database(request.getfixturevalue("pg_url"))
-    _truncate_all(database)
+    _empty_all(database)
     yield from _city(database)
     database.dispose()
 
