@@ -87,21 +87,44 @@ class PageErrors:
         page.on("pageerror", lambda e: self.items.append(str(e)))
 
 
-def demo_roads(data_dir: Path, seed: int = 7) -> tuple[Any, Any]:
-    """The demo city of ``seed`` and its road graph, saved in ``data_dir`` as the server
-    loads them (the graph's CSR file and the roads drawn on maps)."""
+@dataclass
+class DemoCity:
+    """The demo city's roads and jurisdictions, ready for a live server."""
+
+    settings: Any
+    db: Any
+    city: Any
+    graph: Any
+
+
+def demo_city(data_dir: Path, seed: int = 7) -> DemoCity:
+    """The demo city of ``seed`` in ``data_dir`` as the server loads it: its road graph
+    (the CSR file and the roads drawn on maps) and a SQLite database with every table and
+    the city's jurisdictions. The caller disposes of ``db``."""
     import json
 
-    from anwang.demo.city import generate_city
+    import anwang.schema  # noqa: F401  (every table on Base.metadata)
+    from anwang.auth import service as auth_service
+    from anwang.core.db import Base, Database
+    from anwang.core.scope import Scope
+    from anwang.demo.city import generate_city, jurisdictions_to_geojson
     from anwang.roads.graph import RoadGraph
     from anwang.roads.service import GRAPH_FILE
+    from anwang.settings import Settings
 
+    settings = Settings(env="test", data_dir=data_dir,
+                        secret_key="browser-test-secret-0123456789")
     city = generate_city(seed)
     graph = RoadGraph.from_road_network(city.roads)
     graph.save(data_dir / GRAPH_FILE)
     (data_dir / "roads.geojson").write_text(
         json.dumps(city.roads.to_geojson_lines(max_features=3000)), encoding="utf-8")
-    return city, graph
+    db = Database(settings.resolved_database_url)
+    Base.metadata.create_all(db.engine)
+    with db.unit_of_work(info={"scope": Scope(None)}) as s:
+        auth_service.load_jurisdictions(s, feature_collection=jurisdictions_to_geojson(
+            city.jurisdictions), actor="test")
+    return DemoCity(settings, db, city, graph)
 
 
 def login(page: Any, base: str, username: str, *, password: str = PASSWORD,

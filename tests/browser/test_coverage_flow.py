@@ -22,17 +22,14 @@ import pytest
 
 from anwang.app import create_app
 from anwang.auth import service as auth_service
-from anwang.core.db import Base, Database
 from anwang.core.scope import Scope
-from anwang.demo.city import jurisdictions_to_geojson
 from anwang.dispatch import posts as posts_service
-from anwang.settings import Settings
 from tests.browser.kit import (
     PHONE,
     SHOTS,
     LiveServer,
     PageErrors,
-    demo_roads,
+    demo_city,
     login,
     require_chromium,
 )
@@ -46,26 +43,18 @@ LIMIT_S = 6
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     require_chromium()
-    data_dir = tmp_path_factory.mktemp("anwang-coverage")
-    settings = Settings(env="test", data_dir=data_dir,
-                        secret_key="browser-test-secret-0123456789")
-    import anwang.schema  # noqa: F401
-
-    city, g = demo_roads(data_dir)
+    demo = demo_city(tmp_path_factory.mktemp("anwang-coverage"))
+    db, g = demo.db, demo.graph
     main = np.flatnonzero(g.largest_component_mask())
     picks = np.random.default_rng(5).choice(main, size=POSTS, replace=False)
-    db = Database(settings.resolved_database_url)
-    Base.metadata.create_all(db.engine)
     with db.unit_of_work(info={"scope": Scope(None)}) as s:
-        auth_service.load_jurisdictions(s, feature_collection=jurisdictions_to_geojson(
-            city.jurisdictions), actor="test")
         auth_service.create_user(s, username="commander", password="correct horse battery",
                                  role="commander", display_name="指挥长")
         for i, node in enumerate(picks):
             posts_service.create_post(s, data=posts_service.PostInput(
                 code=f"KF-{i + 1:03d}", name=f"快反点位{i + 1:03d}", kind="quick_response",
                 lat=float(g.lat[node]), lon=float(g.lon[node])), actor="test")
-    live = LiveServer.start(create_app(settings, db=db), name="anwang-coverage-server")
+    live = LiveServer.start(create_app(demo.settings, db=db), name="anwang-coverage-server")
     yield live
     live.stop()
     db.dispose()

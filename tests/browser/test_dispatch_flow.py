@@ -22,21 +22,18 @@ from sqlalchemy import select
 
 from anwang.app import create_app
 from anwang.auth import service as auth_service
-from anwang.core.db import Base, Database
 from anwang.core.events import utcnow
 from anwang.core.scope import Scope
-from anwang.demo.city import jurisdictions_to_geojson
 from anwang.dispatch import posts as posts_service
 from anwang.dispatch import service as dispatch_service
 from anwang.dispatch.models import Instruction
-from anwang.settings import Settings
 from tests.browser.kit import (
     PASSWORD,
     PHONE,
     SHOTS,
     LiveServer,
     PageErrors,
-    demo_roads,
+    demo_city,
     login,
     require_chromium,
 )
@@ -49,24 +46,16 @@ DISTRICT = "320401"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, dict[str, Any]]]:
     require_chromium()
-    data_dir = tmp_path_factory.mktemp("anwang-dispatch")
-    settings = Settings(env="test", data_dir=data_dir,
-                        secret_key="browser-test-secret-0123456789")
-    import anwang.schema  # noqa: F401
-
-    city, g = demo_roads(data_dir)
+    demo = demo_city(tmp_path_factory.mktemp("anwang-dispatch"))
+    db, city, g = demo.db, demo.city, demo.graph
     station = min((j for j in city.by_level("station") if j.code.startswith(DISTRICT)),
                   key=lambda j: j.code)
     inside = np.flatnonzero(shapely.contains(station.polygon, shapely.points(g.lon, g.lat)))
     rng = np.random.default_rng(3)
     picks = [int(n) for n in rng.choice(inside, size=6, replace=False)]
 
-    db = Database(settings.resolved_database_url)
-    Base.metadata.create_all(db.engine)
     facts: dict[str, Any] = {}
     with db.unit_of_work(info={"scope": Scope(None)}) as s:
-        auth_service.load_jurisdictions(s, feature_collection=jurisdictions_to_geojson(
-            city.jurisdictions), actor="test")
         auth_service.create_user(s, username="dispatcher", password=PASSWORD, role="dispatcher",
                                  jurisdiction_code=DISTRICT, display_name="值班调度员")
         auth_service.create_user(s, username="officer", password=PASSWORD, role="officer",
@@ -89,7 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServe
         facts["incident_at"] = (float(g.lat[picks[5]]), float(g.lon[picks[5]]))
 
     facts["db"] = db
-    live = LiveServer.start(create_app(settings, db=db), name="anwang-dispatch-server")
+    live = LiveServer.start(create_app(demo.settings, db=db), name="anwang-dispatch-server")
     yield live, facts
     live.stop()
     db.dispose()
